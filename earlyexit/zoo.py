@@ -10,59 +10,63 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from earlyexit.arch import ArchConfig, BlockSpec, HeadSpec
 
+B, H = BlockSpec, HeadSpec
 
-def wassimnet(in_channels: int = 3, input_size: int = 32, num_classes: int = 10) -> ArchConfig:
-    b = BlockSpec
-    return ArchConfig(
-        name="wassimnet",
-        in_channels=in_channels,
-        input_size=input_size,
-        num_classes=num_classes,
-        blocks=(
-            b((64, 64)),
-            b((128, 128)),
-            b((256, 256), pool=False),
-            b((256, 256)),
-            b((512, 512, 512, 512)),
-            b((512, 512, 512, 512)),
-        ),
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """An architecture without its input and class count, plus the input it was made for."""
+
+    blocks: tuple[BlockSpec, ...]
+    exits: tuple[int, ...]
+    heads: tuple[HeadSpec, ...]
+    default_input: tuple[int, int, int]  # channels, size, classes
+
+
+ARCHS = {
+    "wassimnet": ArchSpec(
+        blocks=(B((64, 64)), B((128, 128)), B((256, 256), pool=False), B((256, 256)),
+                B((512, 512, 512, 512)), B((512, 512, 512, 512))),
         exits=(0, 1, 2, 3, 4, 5),
-    )
-
-
-def mcu_fmnist(in_channels: int = 1, input_size: int = 28, num_classes: int = 10) -> ArchConfig:
-    b = BlockSpec
-    return ArchConfig(
-        name="mcu-fmnist",
-        in_channels=in_channels,
-        input_size=input_size,
-        num_classes=num_classes,
-        blocks=(b((16, 16)), b((32, 32)), b((64, 64), pool=False)),
+        heads=(),
+        default_input=(3, 32, 10),
+    ),
+    "mcu-fmnist": ArchSpec(
+        blocks=(B((16, 16)), B((32, 32)), B((64, 64), pool=False)),
         exits=(0, 1, 2),
-        heads=(HeadSpec("conv", 32), HeadSpec("conv", 64), HeadSpec()),
-    )
-
-
-def mcu_cifar(in_channels: int = 3, input_size: int = 32, num_classes: int = 10) -> ArchConfig:
-    b = BlockSpec
-    return ArchConfig(
-        name="mcu-cifar",
-        in_channels=in_channels,
-        input_size=input_size,
-        num_classes=num_classes,
-        blocks=(b((16, 32)), b((64, 64)), b((128, 128)), b((256, 256), pool=False)),
+        heads=(H("conv", 32), H("conv", 64), H()),
+        default_input=(1, 28, 10),
+    ),
+    "mcu-cifar": ArchSpec(
+        blocks=(B((16, 32)), B((64, 64)), B((128, 128)), B((256, 256), pool=False)),
         exits=(0, 1, 2, 3),
-        heads=(HeadSpec("conv", 64), HeadSpec("conv", 96), HeadSpec(), HeadSpec()),
-    )
+        heads=(H("conv", 64), H("conv", 96), H(), H()),
+        default_input=(3, 32, 10),
+    ),
+}
 
 
-ARCHS = {"wassimnet": wassimnet, "mcu-fmnist": mcu_fmnist, "mcu-cifar": mcu_cifar}
+def build_arch(
+    name: str, in_channels: int | None = None, input_size: int | None = None, num_classes: int | None = None
+) -> ArchConfig:
+    """The named architecture sized for a dataset (default: the input it was made for).
 
-
-def build_arch(name: str, in_channels: int, input_size: int, num_classes: int) -> ArchConfig:
-    """The named architecture sized for a dataset; ``KeyError`` lists the known names."""
+    ``KeyError`` lists the known names.
+    """
     if name not in ARCHS:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHS))}")
-    return ARCHS[name](in_channels=in_channels, input_size=input_size, num_classes=num_classes)
+    spec = ARCHS[name]
+    channels, size, classes = spec.default_input
+    return ArchConfig(
+        name=name,
+        in_channels=in_channels or channels,
+        input_size=input_size or size,
+        num_classes=num_classes or classes,
+        blocks=spec.blocks,
+        exits=spec.exits,
+        heads=spec.heads,
+    )

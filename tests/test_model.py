@@ -9,7 +9,7 @@ from earlyexit.zoo import ARCHS, build_arch
 
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_every_zoo_arch_gives_one_logit_vector_per_exit(name):
-    arch = ARCHS[name]()
+    arch = build_arch(name)
     net = EarlyExitNet(arch).eval()
     out = net(torch.zeros(2, arch.in_channels, arch.input_size, arch.input_size))
     assert len(out) == arch.num_exits
@@ -17,7 +17,7 @@ def test_every_zoo_arch_gives_one_logit_vector_per_exit(name):
 
 
 def test_wassimnet_has_16_convs_and_5_exits_plus_final():
-    arch = ARCHS["wassimnet"]()
+    arch = build_arch("wassimnet")
     assert sum(len(b.channels) for b in arch.blocks) == 16
     assert arch.num_exits == 6
 

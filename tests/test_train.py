@@ -52,3 +52,10 @@ def test_joint_loss_weights_each_exit():
     y = torch.tensor([0, 1])
     total, parts = joint_loss(logits, y, (1.0, 0.5))
     assert torch.isclose(total, parts[0] + 0.5 * parts[1])
+
+
+def test_tensorboard_log_is_written(tiny_arch, tmp_path):
+    cfg = config_for("seed", "synthetic", epochs=1, batch_size=128)
+    train(EarlyExitNet(tiny_arch), data.load("synthetic", "train"), None, cfg, tmp_path / "m.pt",
+          tensorboard=tmp_path / "tb", progress=False)
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))

@@ -1,0 +1,64 @@
+"""Read and patch TFLite flatbuffers: op lists, I/O tensors and their quantization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import flatbuffers
+from tflite_micro.python.tflite_micro import runtime
+
+_fb = runtime.schema_fb
+_OP_NAMES = {v: k for k, v in vars(_fb.BuiltinOperator).items() if not k.startswith("_")}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An int8 I/O tensor: its name, NHWC shape and affine quantization."""
+
+    name: str
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+
+
+def _model(data: bytes) -> _fb.ModelT:
+    return runtime.convert_bytearray_to_object(bytearray(data))
+
+
+def ops(data: bytes) -> list[str]:
+    """Builtin op names in execution order."""
+    model = _model(data)
+    return [
+        _OP_NAMES[runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])]
+        for op in model.subgraphs[0].operators
+    ]
+
+
+def _info(tensor: _fb.TensorT) -> TensorInfo:
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) != 1:
+        raise ValueError(f"tensor {tensor.name!r} is not per-tensor quantized")
+    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+    return TensorInfo(name, tuple(int(d) for d in tensor.shape), float(q.scale[0]), int(q.zeroPoint[0]))
+
+
+def inputs(data: bytes) -> list[TensorInfo]:
+    sg = _model(data).subgraphs[0]
+    return [_info(sg.tensors[i]) for i in sg.inputs]
+
+
+def outputs(data: bytes) -> list[TensorInfo]:
+    sg = _model(data).subgraphs[0]
+    return [_info(sg.tensors[i]) for i in sg.outputs]
+
+
+def with_input_quantization(data: bytes, scale: float, zero_point: int) -> bytes:
+    """The model with its (single) input tensor's quantization replaced."""
+    model = _model(data)
+    sg = model.subgraphs[0]
+    q = sg.tensors[sg.inputs[0]].quantization
+    q.scale = [float(scale)]
+    q.zeroPoint = [int(zero_point)]
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

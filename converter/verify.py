@@ -1,0 +1,124 @@
+"""Run the chained int8 slices in TFLite Micro and in LiteRT's reference kernels.
+
+Raw uint8 pixels enter slice 1 through a per-channel lookup table (the same table the
+firmware uses), each slice's int8 trunk activation feeds the next slice unchanged, and
+every exit's int8 logits are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from converter.slicing import IntSlice
+
+PROBE_ARENA = 8 * 1024 * 1024
+
+
+def input_lut(mean: tuple[float, ...], std: tuple[float, ...], scale: float, zero_point: int) -> np.ndarray:
+    """(C, 256) int8: the quantized, normalized value of every raw pixel value per channel."""
+    v = np.arange(256, dtype=np.float64) / 255.0
+    table = [(v - m) / s / scale + zero_point for m, s in zip(mean, std)]
+    return np.clip(np.floor(np.array(table) + 0.5), -128, 127).astype(np.int8)
+
+
+def quantize_images(images: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """uint8 NHWC -> int8 NHWC through the per-channel table."""
+    return lut[np.arange(images.shape[-1]), images]
+
+
+@dataclass
+class ChainOutputs:
+    """Per exit: int8 logits (N, C); per boundary: int8 trunk activations (N, H, W, C)."""
+
+    logits: list[np.ndarray]
+    trunks: list[np.ndarray]
+
+
+def _c_stderr_of(fn: Callable[[], None]) -> str:
+    """What ``fn`` writes to C-level stderr (TFLM's reports go there, not to Python)."""
+    with tempfile.TemporaryFile(mode="w+") as capture:
+        saved = os.dup(2)
+        try:
+            os.dup2(capture.fileno(), 2)
+            fn()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        return capture.read()
+
+
+def _tflm(data: bytes, arena: int):
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(data, arena_size=arena)
+
+
+def arena_bytes(data: bytes) -> tuple[int, int]:
+    """(bytes TFLM's recording allocator used, arena size to give the firmware).
+
+    The firmware arena adds 25 % to what the x86-64 interpreter used: pointers are
+    smaller on a 32-bit MCU but CMSIS-NN kernels ask for scratch buffers. Probing sizes
+    instead is unsafe: this TFLM build crashes on some too-small arenas.
+    """
+    report = _c_stderr_of(_tflm(data, PROBE_ARENA).print_allocations)
+    found = re.search(r"Arena allocation total (\d+) bytes", report)
+    if not found:
+        raise RuntimeError(f"TFLM printed no allocation report: {report[:200]!r}")
+    used = int(found.group(1))
+    return used, (used * 5 // 4 + 15) // 16 * 16
+
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+def tflm_runner(s: IntSlice) -> Runner:
+    """Runs ``s`` in TFLM with exactly the arena the firmware gets."""
+    interp = _tflm(s.tflite, arena_bytes(s.tflite)[1])
+    n_out = 1 if s.trunk is None else 2
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        interp.set_input(x, 0)
+        interp.invoke()
+        return [interp.get_output(i).copy() for i in range(n_out)]
+
+    return run
+
+
+def litert_runner(s: IntSlice) -> Runner:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_content=s.tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]["index"]
+    outs = [d["index"] for d in interp.get_output_details()]
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        interp.set_tensor(inp, x)
+        interp.invoke()
+        return [interp.get_tensor(i).copy() for i in outs]
+
+    return run
+
+
+def run_chain(slices: list[IntSlice], x_int8: np.ndarray, make_runner: Callable[[IntSlice], Runner]) -> ChainOutputs:
+    """Chain ``slices`` over every sample of ``x_int8`` (N, H, W, C) with one runner kind."""
+    runners = [make_runner(s) for s in slices]
+    logits = [np.empty((len(x_int8), s.logits.shape[1]), np.int8) for s in slices]
+    trunks = [np.empty((len(x_int8), *s.trunk.shape[1:]), np.int8) for s in slices if s.trunk is not None]
+    for n, sample in enumerate(x_int8):
+        h = sample[None]
+        for k, (s, run) in enumerate(zip(slices, runners)):
+            outs = run(h)
+            by_rank = {o.ndim: o for o in outs}
+            logits[k][n] = by_rank[2][0]
+            if s.trunk is not None:
+                h = by_rank[4]
+                trunks[k][n] = h[0]
+    return ChainOutputs(logits, trunks)
