@@ -87,9 +87,19 @@ def load_file(path: Path) -> Board:
     reserve = raw.get("reserve", {})
     compute = raw.get("compute", {})
     links = tuple(
-        Link(**{k: _field(link, k, t, path, f"link[{i}].") for k, t in (
-            ("name", str), ("to", str), ("bandwidth_bps", float), ("latency_ms", float),
-            ("energy_per_byte_uj", float), ("energy_per_message_uj", float))})
+        Link(
+            **{
+                k: _field(link, k, t, path, f"link[{i}].")
+                for k, t in (
+                    ("name", str),
+                    ("to", str),
+                    ("bandwidth_bps", float),
+                    ("latency_ms", float),
+                    ("energy_per_byte_uj", float),
+                    ("energy_per_message_uj", float),
+                )
+            }
+        )
         for i, link in enumerate(raw.get("link", []))
     )
     board = Board(

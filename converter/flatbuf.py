@@ -52,6 +52,10 @@ def outputs(data: bytes) -> list[TensorInfo]:
     return [_info(sg.tensors[i]) for i in sg.outputs]
 
 
+def num_tensors(data: bytes) -> int:
+    return len(_model(data).subgraphs[0].tensors)
+
+
 def with_input_quantization(data: bytes, scale: float, zero_point: int) -> bytes:
     """The model with its (single) input tensor's quantization replaced."""
     model = _model(data)

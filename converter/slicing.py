@@ -39,20 +39,24 @@ class IntSlice:
     trunk: flatbuf.TensorInfo | None
 
 
-def _split_outputs(data: bytes, num_classes: int, last: bool, name: str) -> tuple[flatbuf.TensorInfo, flatbuf.TensorInfo | None]:
+def _split_outputs(
+    data: bytes, num_classes: int, last: bool, name: str
+) -> tuple[flatbuf.TensorInfo, flatbuf.TensorInfo | None]:
     """Map outputs by shape (onnx2tf does not keep the ONNX order)."""
     outs = flatbuf.outputs(data)
     logits = [o for o in outs if o.shape == (1, num_classes)]
     trunk = [o for o in outs if len(o.shape) == 4]
     if len(logits) != 1 or len(trunk) != (0 if last else 1) or len(outs) != (1 if last else 2):
-        raise ConvertError(f"{name}: unexpected outputs {[o.shape for o in outs]}; expected logits (1, {num_classes})"
-                           + ("" if last else " and one NHWC activation"))
+        raise ConvertError(
+            f"{name}: unexpected outputs {[o.shape for o in outs]}; expected logits (1, {num_classes})"
+            + ("" if last else " and one NHWC activation")
+        )
     return logits[0], (trunk[0] if trunk else None)
 
 
 def _check_ops(data: bytes, name: str) -> tuple[str, ...]:
     names = tuple(flatbuf.ops(data))
-    bad = sorted(set(names) - TFLM_OPS)
+    bad = sorted(set(names) - TFLM_OPS.keys())
     if bad:
         raise ConvertError(
             f"{name}: op(s) {', '.join(bad)} cannot run in TFLite Micro's op resolver "

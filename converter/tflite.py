@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -21,11 +22,27 @@ import torch
 from converter.errors import ConvertError
 from earlyexit.model import Slice
 
-# TFLite Micro runs only these builtin ops in our op resolver; anything else fails the build.
-TFLM_OPS = frozenset({
-    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "FULLY_CONNECTED",
-    "MAX_POOL_2D", "MEAN", "MUL", "PAD", "QUANTIZE", "RELU", "RELU6", "RESHAPE", "SOFTMAX", "SQUEEZE",
-})
+# The builtin ops our firmware registers, and the MicroMutableOpResolver method of each;
+# a slice using any other op fails the build.
+TFLM_OPS = {
+    "ADD": "AddAdd",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "CONCATENATION": "AddConcatenation",
+    "CONV_2D": "AddConv2D",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "DEQUANTIZE": "AddDequantize",
+    "FULLY_CONNECTED": "AddFullyConnected",
+    "MAX_POOL_2D": "AddMaxPool2D",
+    "MEAN": "AddMean",
+    "MUL": "AddMul",
+    "PAD": "AddPad",
+    "QUANTIZE": "AddQuantize",
+    "RELU": "AddRelu",
+    "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape",
+    "SOFTMAX": "AddSoftmax",
+    "SQUEEZE": "AddSqueeze",
+}
 
 
 def export_onnx(slice_module: Slice, input_shape: tuple[int, ...], path: Path) -> None:
@@ -34,9 +51,17 @@ def export_onnx(slice_module: Slice, input_shape: tuple[int, ...], path: Path) -
     Eval mode folds batch norm into the convolutions.
     """
     names = ["logits"] if slice_module.last else ["logits", "trunk"]
-    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(slice_module.eval(), torch.zeros(1, *input_shape), str(path), dynamo=False,
-                          opset_version=13, input_names=["input"], output_names=names)
+    with torch.no_grad(), _quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # we choose the TorchScript exporter on purpose
+        torch.onnx.export(
+            slice_module.eval(),
+            torch.zeros(1, *input_shape),
+            str(path),
+            dynamo=False,
+            opset_version=13,
+            input_names=["input"],
+            output_names=names,
+        )
 
 
 def file_hash(path: Path) -> str:
@@ -68,8 +93,14 @@ def onnx_to_int8(onnx_path: Path, calibration: np.ndarray, cache_dir: Path) -> b
         # onnx2tf downloads sample images to self-check any 3-channel input; hand it ours (offline).
         samples = np.ascontiguousarray(calibration[:20], dtype=np.float32)
         with _quiet(), mock.patch.object(onnx2tf.onnx2tf, "download_test_image_data", lambda: samples):
-            onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved), non_verbose=True,
-                            not_use_onnxsim=True, output_signaturedefs=True, batch_size=1)
+            onnx2tf.convert(
+                input_onnx_file_path=str(onnx_path),
+                output_folder_path=str(saved),
+                non_verbose=True,
+                not_use_onnxsim=True,
+                output_signaturedefs=True,
+                batch_size=1,
+            )
         conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
 
         def representative() -> Iterator[list[np.ndarray]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from converter import flatbuf
 from converter.slicing import IntSlice
 
 PROBE_ARENA = 8 * 1024 * 1024
@@ -63,16 +64,19 @@ def _tflm(data: bytes, arena: int):
 def arena_bytes(data: bytes) -> tuple[int, int]:
     """(bytes TFLM's recording allocator used, arena size to give the firmware).
 
-    The firmware arena adds 25 % to what the x86-64 interpreter used: pointers are
-    smaller on a 32-bit MCU but CMSIS-NN kernels ask for scratch buffers. Probing sizes
-    instead is unsafe: this TFLM build crashes on some too-small arenas.
+    The firmware arena adds a margin to what the x86-64 interpreter used: 25 % (pointers
+    are smaller on a 32-bit MCU, but CMSIS-NN kernels ask for scratch buffers) and at
+    least the memory planner's working space while it plans (~64 B per tensor + 1 KB),
+    which the report leaves out. Probing sizes instead is unsafe: this TFLM build crashes
+    on some too-small arenas.
     """
     report = _c_stderr_of(_tflm(data, PROBE_ARENA).print_allocations)
     found = re.search(r"Arena allocation total (\d+) bytes", report)
     if not found:
         raise RuntimeError(f"TFLM printed no allocation report: {report[:200]!r}")
     used = int(found.group(1))
-    return used, (used * 5 // 4 + 15) // 16 * 16
+    margin = max(used // 4, 1024 + 64 * flatbuf.num_tensors(data))
+    return used, (used + margin + 15) // 16 * 16
 
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]

@@ -34,23 +34,36 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_ds = data.load(args.dataset, "train", args.data_dir, args.val_size)
     val_ds = data.load(args.dataset, "val", args.data_dir, args.val_size) if args.val_size else None
     arch = _arch_for(args.arch, train_ds)
-    cfg = config_for(args.preset, args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     seed=args.seed, exit_weights=tuple(args.exit_weights) if args.exit_weights else None)
+    cfg = config_for(
+        args.preset,
+        args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        exit_weights=tuple(args.exit_weights) if args.exit_weights else None,
+    )
     torch.manual_seed(cfg.seed)
     net = EarlyExitNet(arch)
-    print(f"training {arch.name} on {args.dataset} ({len(train_ds)} train, {len(val_ds) if val_ds else 0} val), "
-          f"preset {cfg.preset}, {cfg.epochs} epochs, {torch.get_num_threads()} threads")
+    print(
+        f"training {arch.name} on {args.dataset} ({len(train_ds)} train, {len(val_ds) if val_ds else 0} val), "
+        f"preset {cfg.preset}, {cfg.epochs} epochs, {torch.get_num_threads()} threads"
+    )
     t0 = time.perf_counter()
     ckpt = train(net, train_ds, val_ds, cfg, args.out, tensorboard=args.tensorboard, progress=not args.quiet)
-    print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s this run, "
-          f"{ckpt.training.get('train_seconds', 0):.0f} s of training in all)")
+    print(
+        f"wrote {args.out} ({time.perf_counter() - t0:.0f} s this run, "
+        f"{ckpt.training.get('train_seconds', 0):.0f} s of training in all)"
+    )
 
 
 def _print_table(rows: list[dict], costs: list) -> None:
     print(f"{'exit':>4} {'cum. MACs':>12} {'cum. params':>12} {'int8 KB':>8} {'loss':>8} {'accuracy':>9}")
     for row, c in zip(rows, costs):
-        print(f"{row['exit']:>4} {row['macs']:>12,} {row['params']:>12,} {c.cumulative_int8_weight_bytes / 1024:>8.1f} "
-              f"{row['loss']:>8.4f} {100 * row['accuracy']:>8.2f}%")
+        print(
+            f"{row['exit']:>4} {row['macs']:>12,} {row['params']:>12,} {c.cumulative_int8_weight_bytes / 1024:>8.1f} "
+            f"{row['loss']:>8.4f} {100 * row['accuracy']:>8.2f}%"
+        )
 
 
 def _load_split(ckpt: checkpoint.Checkpoint, args: argparse.Namespace) -> data.Dataset:
@@ -87,11 +100,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser, dataset_required: bool) -> None:
-        sp.add_argument("--dataset", choices=data.DATASETS, required=dataset_required,
-                        default=None, help="dataset (default: the model's own)" if not dataset_required else None)
+        sp.add_argument(
+            "--dataset",
+            choices=data.DATASETS,
+            required=dataset_required,
+            default=None,
+            help="dataset (default: the model's own)" if not dataset_required else None,
+        )
         sp.add_argument("--data-dir", help="where the dataset lives (see docs/data.md for the layouts read)")
-        sp.add_argument("--val-size", type=int, default=data.DEFAULT_VAL_SIZE,
-                        help="training images held out for validation (default %(default)s)")
+        sp.add_argument(
+            "--val-size",
+            type=int,
+            default=data.DEFAULT_VAL_SIZE,
+            help="training images held out for validation (default %(default)s)",
+        )
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train an early-exit network jointly on all exits")
@@ -109,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="per-exit loss and accuracy table")
-    e.add_argument("--model", required=True, help=f"bundled model name or checkpoint file")
+    e.add_argument("--model", required=True, help="bundled model name or checkpoint file")
     common(e, dataset_required=False)
     e.add_argument("--split", choices=data.SPLITS, default="test")
     e.add_argument("--json", help="also write the table as JSON here")

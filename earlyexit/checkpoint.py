@@ -123,6 +123,8 @@ def load(model: str | Path) -> Checkpoint:
             training=dict(raw.get("training", {})),
         )
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
-        raise CheckpointError(f"{path}: checkpoint is incomplete or inconsistent ({err}); re-train or re-copy it") from None
+        raise CheckpointError(
+            f"{path}: checkpoint is incomplete or inconsistent ({err}); re-train or re-copy it"
+        ) from None
     net.eval()
     return ckpt

@@ -67,7 +67,9 @@ def collect(ckpt: Checkpoint, ds: Dataset, batch_size: int = 500, progress: bool
         y = torch.as_tensor(ds.y[start : start + batch_size])
         logits = torch.stack(net(x), 1)  # (B, E, C)
         probs.append(F.softmax(logits, -1).numpy())
-        losses.append(F.cross_entropy(logits.transpose(1, 2), y[:, None].expand(-1, logits.shape[1]), reduction="none").numpy())
+        losses.append(
+            F.cross_entropy(logits.transpose(1, 2), y[:, None].expand(-1, logits.shape[1]), reduction="none").numpy()
+        )
     p = np.concatenate(probs).astype(np.float32)
     return Traces(
         probs=p,
@@ -105,7 +107,9 @@ def load(path: str | Path) -> Traces:
         with np.load(path, allow_pickle=False) as f:
             raw = {key: f[key] for key in f.files}
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a trace file of this tool ({err}); regenerate it with `earlyexit traces`") from None
+        raise ValueError(
+            f"{path}: not a trace file of this tool ({err}); regenerate it with `earlyexit traces`"
+        ) from None
     missing = sorted(set(_FIELDS) - raw.keys())
     if missing:
         raise ValueError(f"{path}: trace file lacks {', '.join(missing)}; regenerate it with `earlyexit traces`")
@@ -128,6 +132,11 @@ def exit_table(traces: Traces) -> list[dict[str, float]]:
     acc = traces.correct.mean(0)
     loss = traces.loss.mean(0)
     return [
-        {"exit": k + 1, "accuracy": round(float(acc[k]), 6), "loss": round(float(loss[k]), 6), "macs": int(traces.macs[k])}
+        {
+            "exit": k + 1,
+            "accuracy": round(float(acc[k]), 6),
+            "loss": round(float(loss[k]), 6),
+            "macs": int(traces.macs[k]),
+        }
         for k in range(traces.num_exits)
     ]

@@ -45,9 +45,7 @@ PRESETS = {
     "seed": TrainConfig("seed", "adam", 3e-4, 1e-3, epochs=30, batch_size=128),
     # Ours: one-cycle SGD with Nesterov momentum and label smoothing; reaches the
     # bundled models' targets on 2 CPU cores in the time budget (see docs/models.md).
-    "fast": TrainConfig(
-        "fast", "sgd", 0.1, 5e-4, epochs=25, batch_size=256, schedule="onecycle", label_smoothing=0.1
-    ),
+    "fast": TrainConfig("fast", "sgd", 0.1, 5e-4, epochs=25, batch_size=256, schedule="onecycle", label_smoothing=0.1),
 }
 AUGMENT = {"cifar10": (4, True), "fashion-mnist": (2, True)}
 
@@ -64,8 +62,8 @@ def joint_loss(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Weighted sum of the exits' cross-entropies, and each exit's (detached) loss."""
     losses = [F.cross_entropy(z, y, label_smoothing=label_smoothing) for z in logits]
-    total = sum(w * l for w, l in zip(weights, losses))
-    return total, [l.detach() for l in losses]
+    total = sum(w * loss for w, loss in zip(weights, losses))
+    return total, [loss.detach() for loss in losses]
 
 
 class _Log:
@@ -99,8 +97,9 @@ def _schedule(kind: str, total_steps: int) -> Callable[[int], float]:
     if kind == "constant":
         return lambda _: 1.0
     warm = max(1, total_steps // 4)
-    return lambda step: (step + 1) / warm if step < warm else 0.5 * (
-        1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
+    return lambda step: (
+        (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
+    )
 
 
 @torch.no_grad()
@@ -114,7 +113,7 @@ def _evaluate(net: EarlyExitNet, ds: Dataset, mean: Sequence[float], std: Sequen
         for k, z in enumerate(net(x)):
             sums[k, 0] += F.cross_entropy(z, y, reduction="sum").item()
             sums[k, 1] += (z.argmax(1) == y).sum().item()
-    return [(float(l) / len(ds), float(a) / len(ds)) for l, a in sums]
+    return [(float(loss) / len(ds), float(acc) / len(ds)) for loss, acc in sums]
 
 
 def train(
@@ -177,32 +176,66 @@ def train(
             total.backward()
             opt.step()
             sched.step()
-            for k, (z, l) in enumerate(zip(logits, losses)):
-                sums[k, 0] += l.item() * len(y)
+            for k, (z, loss) in enumerate(zip(logits, losses)):
+                sums[k, 0] += loss.item() * len(y)
                 sums[k, 1] += (z.detach().argmax(1) == y).sum().item()
-            bar.set_postfix(loss=f"{total.item():.3f}", final_acc=f"{sums[-1, 1].item() / ((step + 1) * cfg.batch_size):.3f}")
+            bar.set_postfix(
+                loss=f"{total.item():.3f}", final_acc=f"{sums[-1, 1].item() / ((step + 1) * cfg.batch_size):.3f}"
+            )
         elapsed += time.perf_counter() - t0
-        results = {"train": [(float(l) / len(train_ds), float(a) / len(train_ds)) for l, a in sums]}
+        results = {"train": [(float(loss) / len(train_ds), float(acc) / len(train_ds)) for loss, acc in sums]}
         if val_ds is not None and len(val_ds):
             results["val"] = _evaluate(net, val_ds, mean, std)
         for split, per_exit in results.items():
             for k, (loss, acc) in enumerate(per_exit):
-                log.add({"epoch": epoch + 1, "split": split, "exit": k + 1, "loss": round(loss, 6),
-                         "accuracy": round(acc, 6), "lr": round(sched.get_last_lr()[0], 8),
-                         "seconds": round(elapsed, 1)})
+                log.add(
+                    {
+                        "epoch": epoch + 1,
+                        "split": split,
+                        "exit": k + 1,
+                        "loss": round(loss, 6),
+                        "accuracy": round(acc, 6),
+                        "lr": round(sched.get_last_lr()[0], 8),
+                        "seconds": round(elapsed, 1),
+                    }
+                )
         if progress:
             shown = results.get("val", results["train"])
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} {elapsed:.0f}s " + ("val" if "val" in results else "train")
-                       + " acc per exit: " + " ".join(f"{a:.3f}" for _, a in shown))
+            tqdm.write(
+                f"epoch {epoch + 1}/{cfg.epochs} {elapsed:.0f}s "
+                + ("val" if "val" in results else "train")
+                + " acc per exit: "
+                + " ".join(f"{a:.3f}" for _, a in shown)
+            )
         ckpt = Checkpoint(
-            net=net, dataset=train_ds.name, classes=train_ds.classes, mean=mean, std=std,
+            net=net,
+            dataset=train_ds.name,
+            classes=train_ds.classes,
+            mean=mean,
+            std=std,
             metrics={"history": log.rows},
-            training={"config": asdict(cfg), "epochs_done": epoch + 1, "train_seconds": round(elapsed, 1),
-                      "train_samples": len(train_ds), "torch": str(torch.__version__), "threads": torch.get_num_threads()},
+            training={
+                "config": asdict(cfg),
+                "epochs_done": epoch + 1,
+                "train_seconds": round(elapsed, 1),
+                "train_samples": len(train_ds),
+                "torch": str(torch.__version__),
+                "threads": torch.get_num_threads(),
+            },
         )
         save(ckpt, out)
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-                    "rows": log.rows, "elapsed": elapsed}, resume_path)
+        torch.save(
+            {
+                "net": net.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch + 1,
+                "rows": log.rows,
+                "elapsed": elapsed,
+            },
+            resume_path,
+        )
     resume_path.unlink(missing_ok=True)
     return load(out)

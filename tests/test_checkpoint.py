@@ -1,5 +1,5 @@
-import torch
 import pytest
+import torch
 
 from earlyexit import checkpoint
 from earlyexit.checkpoint import Checkpoint

@@ -12,8 +12,25 @@ from earlyexit.__main__ import main
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     out = tmp_path_factory.mktemp("m") / "tiny.pt"
-    assert main(["train", "--arch", "mcu-fmnist", "--dataset", "synthetic", "--out", str(out), "--epochs", "2",
-                 "--val-size", "64", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--arch",
+                "mcu-fmnist",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--val-size",
+                "64",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -50,8 +67,10 @@ def test_traces_recompute_eval_accuracy(model, tmp_path):
     "argv, message",
     [
         (["eval", "--model", "nope"], "bundled"),
-        (["train", "--arch", "mcu-cifar", "--dataset", "cifar10", "--data-dir", "/nonexistent", "--out", "x.pt"],
-         "/nonexistent"),
+        (
+            ["train", "--arch", "mcu-cifar", "--dataset", "cifar10", "--data-dir", "/nonexistent", "--out", "x.pt"],
+            "/nonexistent",
+        ),
         (["train", "--arch", "vgg99", "--dataset", "synthetic", "--out", "x.pt"], "known"),
     ],
 )

@@ -50,8 +50,8 @@ def test_exit_k_loss_reaches_no_layer_after_exit_k(tiny_arch):
 def test_costs_match_a_hand_count():
     arch = ArchConfig("hand", 1, 8, 2, blocks=(BlockSpec((2,)), BlockSpec((4,), pool=False)), exits=(0, 1))
     c0, c1 = exit_costs(EarlyExitNet(arch))
-    conv0 = 8 * 8 * 2 * 1 * 9          # 8x8 output, 2 filters, 1 input channel, 3x3
-    conv1 = 4 * 4 * 4 * 2 * 9          # after 2x2 pooling
+    conv0 = 8 * 8 * 2 * 1 * 9  # 8x8 output, 2 filters, 1 input channel, 3x3
+    conv1 = 4 * 4 * 4 * 2 * 9  # after 2x2 pooling
     assert c0.stage.macs == conv0 and c0.head.macs == 2 * 2
     assert c1.cumulative_macs == conv0 + 4 + conv1 + 4 * 2
     assert c0.stage.int8_weight_bytes == 2 * 9 + 4 * 2

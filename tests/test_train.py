@@ -10,8 +10,9 @@ from earlyexit.train import config_for, joint_loss, train
 def _run(arch, out, epochs):
     cfg = config_for("fast", "synthetic", epochs=epochs, batch_size=64, lr=0.05)
     torch.manual_seed(0)
-    return train(EarlyExitNet(arch), data.load("synthetic", "train"), data.load("synthetic", "val"), cfg,
-                 out, progress=False)
+    return train(
+        EarlyExitNet(arch), data.load("synthetic", "train"), data.load("synthetic", "val"), cfg, out, progress=False
+    )
 
 
 def test_training_learns_and_is_deterministic(tiny_arch, tmp_path):
@@ -56,6 +57,13 @@ def test_joint_loss_weights_each_exit():
 
 def test_tensorboard_log_is_written(tiny_arch, tmp_path):
     cfg = config_for("seed", "synthetic", epochs=1, batch_size=128)
-    train(EarlyExitNet(tiny_arch), data.load("synthetic", "train"), None, cfg, tmp_path / "m.pt",
-          tensorboard=tmp_path / "tb", progress=False)
+    train(
+        EarlyExitNet(tiny_arch),
+        data.load("synthetic", "train"),
+        None,
+        cfg,
+        tmp_path / "m.pt",
+        tensorboard=tmp_path / "tb",
+        progress=False,
+    )
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))

@@ -1,0 +1,50 @@
+"""``python -m converter build --board B [--model NAME|CKPT] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from converter.boards import BoardError, available
+from converter.build import BuildOptions, run
+from converter.errors import ConvertError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m converter", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="int8 slices, tier placement, firmware sources, edge bundle, report")
+    b.add_argument("--board", required=True, help=f"board profile in boards/ ({', '.join(available())})")
+    b.add_argument("--model", default="fashion-mnist", help="bundled model name or checkpoint (default %(default)s)")
+    b.add_argument("--data-dir", help="the model's dataset (calibration + evaluation); default: bundled samples")
+    b.add_argument("--device-slices", type=int, help="force this many slices onto the device")
+    b.add_argument("--out", type=Path, help="output folder (default build/<board>)")
+    b.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="conversion cache (default %(default)s)")
+    b.add_argument("--eval-samples", type=int, help="evaluate on the first N test samples only")
+    b.add_argument("--thresholds", type=float, nargs="+", help="confidence threshold per exit (default 0.9 each)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    opts = BuildOptions(
+        board=args.board,
+        model=args.model,
+        data_dir=args.data_dir,
+        device_slices=args.device_slices,
+        out=args.out,
+        cache_dir=args.cache_dir,
+        eval_samples=args.eval_samples,
+        thresholds=tuple(args.thresholds) if args.thresholds else None,
+    )
+    try:
+        run(opts)
+    except (ConvertError, BoardError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

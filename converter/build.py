@@ -1,0 +1,216 @@
+"""``converter build``: checkpoint -> verified int8 slices placed on tiers -> build/<board>/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from converter import boards, codegen, report, verify
+from converter.errors import ConvertError
+from converter.placement import Fit, SliceNeeds, place
+from converter.slicing import IntSlice, convert
+from converter.threshold import ThresholdPolicy
+from earlyexit import checkpoint, data, traces
+from earlyexit.profile import exit_costs
+
+MANIFEST_VERSION = 1
+CALIBRATION_SAMPLES = 200
+DEFAULT_THRESHOLD = 0.9
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    board: str
+    model: str = "fashion-mnist"
+    data_dir: str | None = None
+    device_slices: int | None = None
+    out: Path | None = None
+    cache_dir: Path = Path("build/cache")
+    eval_samples: int | None = None
+    thresholds: tuple[float, ...] | None = None
+
+
+def _samples(ckpt: checkpoint.Checkpoint, opts: BuildOptions) -> tuple[np.ndarray, data.Dataset]:
+    """Calibration images (training data) and the evaluation set.
+
+    Without ``--data-dir`` a Fashion-MNIST model uses the bundled 1,000 test images: the
+    first 200 calibrate, the other 800 evaluate.
+    """
+    if opts.data_dir is None and ckpt.dataset == "fashion-mnist":
+        bundled = data.load("fashion-mnist-samples", "test")
+        evaluation = data.Dataset(
+            bundled.name,
+            "test[200:]",
+            bundled.x[CALIBRATION_SAMPLES:],
+            bundled.y[CALIBRATION_SAMPLES:],
+            bundled.classes,
+        )
+        return bundled.x[:CALIBRATION_SAMPLES], evaluation
+    try:
+        train = data.load(ckpt.dataset, "train", opts.data_dir)
+        test = data.load(ckpt.dataset, "test", opts.data_dir)
+    except data.DataError as err:
+        raise ConvertError(f"calibration data is missing: {err}") from None
+    pick = np.random.default_rng(0).choice(len(train), CALIBRATION_SAMPLES, replace=False)
+    if opts.eval_samples:
+        test = data.Dataset(
+            test.name, test.split, test.x[: opts.eval_samples], test.y[: opts.eval_samples], test.classes
+        )
+    return train.x[np.sort(pick)], test
+
+
+def _sha256(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def run(opts: BuildOptions, say=print) -> dict:
+    """Build everything for ``opts.board``; returns the manifest (also written to disk)."""
+    t0 = time.perf_counter()
+    stage = iter(range(1, 7))
+
+    def step(text: str) -> None:
+        say(f"[{next(stage)}/6] {text} ({time.perf_counter() - t0:.1f} s)")
+
+    board = boards.load(opts.board)
+    edge = boards.load(board.links[0].to) if board.links else None
+    step(f"loading model {opts.model} for {board.name}")
+    try:
+        ckpt = checkpoint.load(opts.model)
+    except checkpoint.CheckpointError as err:
+        raise ConvertError(str(err)) from None
+    calibration, evaluation = _samples(ckpt, opts)
+    step(f"converting {ckpt.arch.num_exits} slices to int8 (calibration: {len(calibration)} samples)")
+    slices = convert(ckpt, calibration, opts.cache_dir, progress=lambda m: say(f"      {m}"))
+    step(f"verifying the int8 chain in TFLM and LiteRT on {len(evaluation)} samples of {evaluation.name}")
+    check = _verify(ckpt, slices, evaluation)
+    step("placing slices on tiers")
+    needs = [
+        SliceNeeds(len(s.tflite), a[1], int(np.prod(s.input.shape)), int(np.prod(s.trunk.shape)) if s.trunk else 0)
+        for s, a in zip(slices, check["arena"])
+    ]
+    fit = place(needs, board, opts.device_slices)
+    step("writing firmware sources, edge bundle, manifest and report")
+    out = opts.out or Path("build") / board.name
+    manifest = _write(out, ckpt, board, edge, slices, check, fit, opts)
+    step(f"done: {out} ({fit.device_slices} of {len(slices)} slices on {board.name})")
+    return manifest
+
+
+def _verify(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Dataset) -> dict:
+    lut = verify.input_lut(ckpt.mean, ckpt.std, slices[0].input.scale, slices[0].input.zero_point)
+    x = verify.quantize_images(ds.x, lut)
+    micro = verify.run_chain(slices, x, verify.tflm_runner)
+    ref = verify.run_chain(slices, x, verify.litert_runner)
+    float_traces = traces.collect(ckpt, ds, progress=False)
+    result = {
+        "lut": lut,
+        "arena": [verify.arena_bytes(s.tflite) for s in slices],
+        "float_accuracy": [float(v) for v in float_traces.correct.mean(0)],
+        "int8_accuracy": [float((z.argmax(1) == ds.y).mean()) for z in micro.logits],
+        "litert_int8_accuracy": [float((z.argmax(1) == ds.y).mean()) for z in ref.logits],
+        "argmax_agreement": [float((a.argmax(1) == b.argmax(1)).mean()) for a, b in zip(micro.logits, ref.logits)],
+        "trunks_identical": [bool(np.array_equal(a, b)) for a, b in zip(micro.trunks, ref.trunks)],
+        "samples": len(ds),
+        "dataset": f"{ds.name}/{ds.split}",
+    }
+    if not all(result["trunks_identical"]):
+        bad = [k + 1 for k, same in enumerate(result["trunks_identical"]) if not same]
+        raise ConvertError(
+            f"TFLM and LiteRT reference kernels disagree on the trunk activation of slice(s) {bad}: "
+            "the int8 chain is not reproducible; report this with the model."
+        )
+    return result
+
+
+def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOptions) -> dict:
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "edge").mkdir(parents=True)
+    costs = exit_costs(ckpt.net)
+    d = fit.device_slices
+    thresholds = list(opts.thresholds or [DEFAULT_THRESHOLD] * len(slices))
+    policy = ThresholdPolicy.build([s.logits.scale for s in slices], thresholds, d)
+    device_arena = max((check["arena"][k][1] for k in range(d)), default=0)
+    firmware = codegen.FirmwareModel(
+        model_name=Path(opts.model).stem,
+        model_hash=ckpt.model_hash(),
+        slices=slices[:d],
+        num_slices=len(slices),
+        num_classes=ckpt.arch.num_classes,
+        input_lut=check["lut"],
+        arena_bytes=device_arena,
+        policy=policy,
+    )
+    if d:
+        codegen.write(firmware, out / "firmware")
+    entries = []
+    for k, s in enumerate(slices):
+        tier = "device" if k < d else "edge"
+        name = f"slice{k + 1}.tflite"
+        if tier == "edge":
+            (out / "edge" / name).write_bytes(s.tflite)
+        macs = costs[k].stage.macs + costs[k].head.macs
+        runner = board if tier == "device" else edge
+        entries.append(
+            {
+                "index": k + 1,
+                "tier": tier,
+                "file": f"edge/{name}" if tier == "edge" else "firmware/ee_model_data.cc",
+                "sha256": _sha256(s.tflite),
+                "bytes": len(s.tflite),
+                "arena_bytes": check["arena"][k][1],
+                "arena_used_bytes": check["arena"][k][0],
+                "macs": macs,
+                "ops": list(s.ops),
+                "input": _tensor(s.input),
+                "outputs": {"logits": _tensor(s.logits), **({"trunk": _tensor(s.trunk)} if s.trunk else {})},
+                "float_accuracy": round(check["float_accuracy"][k], 6),
+                "int8_accuracy": round(check["int8_accuracy"][k], 6),
+                "litert_int8_accuracy": round(check["litert_int8_accuracy"][k], 6),
+                "tflm_litert_argmax_agreement": round(check["argmax_agreement"][k], 6),
+                "estimated_latency_ms": round(1e3 * runner.seconds_for(macs), 4) if runner else None,
+                "estimated_energy_mj": round(runner.energy_mj_for(macs), 6) if runner else None,
+            }
+        )
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "model": {
+            "name": Path(opts.model).stem,
+            "hash": ckpt.model_hash(),
+            "arch": ckpt.arch.name,
+            "dataset": ckpt.dataset,
+            "classes": list(ckpt.classes),
+            "mean": list(ckpt.mean),
+            "std": list(ckpt.std),
+        },
+        "board": board.name,
+        "edge": edge.name if edge else None,
+        "device_slices": d,
+        "fit": {
+            "flash_needed": fit.flash_needed,
+            "flash_available": fit.flash_available,
+            "ram_needed": fit.ram_needed,
+            "ram_available": fit.ram_available,
+            "arena_bytes": device_arena,
+        },
+        "policy": {"kind": "threshold", "thresholds": thresholds},
+        "verification": {
+            "dataset": check["dataset"],
+            "samples": check["samples"],
+            "trunks_identical": check["trunks_identical"],
+        },
+        "slices": entries,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    report.write(out, manifest)
+    return manifest
+
+
+def _tensor(t) -> dict:
+    return {"shape": list(t.shape), "scale": t.scale, "zero_point": t.zero_point}

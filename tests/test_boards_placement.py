@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+from converter import boards
+from converter.errors import ConvertError
+from converter.placement import FRAME_OVERHEAD_BYTES, SliceNeeds, fit, place
+from converter.threshold import EXIT, OFFLOAD, STAY, ThresholdPolicy
+
+
+def test_every_profile_loads_with_sources_cited():
+    names = boards.available()
+    assert {"nano33", "qemu-m4", "pico", "edge-pc", "cloud"} <= set(names)
+    for name in names:
+        board = boards.load(name)
+        assert board.name == name
+        if board.tier == "device":
+            assert 0 < board.model_flash_bytes < board.flash_bytes and 0 < board.model_ram_bytes < board.ram_bytes
+            assert board.links and boards.load(board.links[0].to).tier == "edge"
+    text = (boards.BOARDS_DIR / "nano33.toml").read_text()
+    assert "Product Specification" in text
+
+
+def test_unknown_board_lists_the_available_ones():
+    with pytest.raises(boards.BoardError, match="available: .*nano33"):
+        boards.load("uno")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("clock_hz = 64_000_000", 'clock_hz = "fast"'), "clock_hz must be int"),
+        (lambda t: t.replace("cycles_per_mac = 2.5", ""), "compute.cycles_per_mac is missing"),
+        (lambda t: t.replace('tier = "device"', 'tier = "fog"'), "tier must be one of"),
+        (
+            lambda t: t.replace("bandwidth_bps = 1_000_000", "bandwidth_bps = -1"),
+            r"link\[0\].bandwidth_bps must be >= 0",
+        ),
+        (lambda t: t + "\n[[[", "not a readable TOML"),
+    ],
+)
+def test_malformed_profiles_name_file_and_field(tmp_path, edit, message):
+    path = tmp_path / "nano33.toml"
+    path.write_text(edit((boards.BOARDS_DIR / "nano33.toml").read_text()))
+    with pytest.raises(boards.BoardError, match=message) as err:
+        boards.load_file(path)
+    assert str(path) in str(err.value)
+
+
+NEEDS = [
+    SliceNeeds(100_000, 40_000, 3072, 8192),
+    SliceNeeds(300_000, 30_000, 8192, 4096),
+    SliceNeeds(500_000, 20_000, 4096, 2048),
+    SliceNeeds(900_000, 10_000, 2048, 0),
+]
+
+
+def test_fit_adds_flash_and_takes_the_largest_arena():
+    f = fit(NEEDS, boards.load("nano33"), 2)
+    assert f.flash_needed == 400_000
+    assert f.ram_needed == 40_000 + 3072 + 8192 + 8192 + FRAME_OVERHEAD_BYTES
+
+
+def test_place_takes_the_longest_prefix_that_fits():
+    board = boards.load("nano33")  # 778,240 B of flash left for slices
+    assert place(NEEDS, board).device_slices == 2
+    assert place(NEEDS, boards.load("pico")).device_slices == 4  # 1.9 MB of flash holds all
+    assert place(NEEDS, board, forced=1).device_slices == 1
+
+
+def test_forced_placement_that_does_not_fit_says_by_how_much_and_where():
+    with pytest.raises(ConvertError) as err:
+        place(NEEDS, boards.load("nano33"), forced=3)
+    message = str(err.value)
+    assert "flash short by 121,760 bytes" in message and "Slice 3 is the first" in message
+    assert "RAM" not in message
+    with pytest.raises(ConvertError, match="0..4"):
+        place(NEEDS, boards.load("nano33"), forced=7)
+    with pytest.raises(ConvertError, match="device board"):
+        place(NEEDS, boards.load("edge-pc"))
+
+
+def _softmax_top(logits, scale):
+    z = np.exp(scale * (logits - logits.max()))
+    return z.max() / z.sum()
+
+
+def test_threshold_policy_matches_the_float_softmax_away_from_the_boundary():
+    scales = [0.1, 0.05, 0.2]
+    policy = ThresholdPolicy.build(scales, [0.8, 0.8, 0.8], device_exits=2)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(2000):
+        k = int(rng.integers(0, 2))
+        logits = rng.integers(-128, 128, 10).astype(np.int8)
+        top = _softmax_top(logits.astype(np.float64), scales[k])
+        if abs(top - 0.8) < 1e-3:
+            continue
+        checked += 1
+        expected = EXIT if top >= 0.8 else (OFFLOAD if k == 1 else STAY)
+        assert policy.decide(k, logits) == expected
+    assert checked > 1900
+    assert policy.decide(2, np.zeros(10, np.int8)) == EXIT  # the last exit always answers
+
+
+def test_threshold_policy_rejects_bad_thresholds():
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        ThresholdPolicy.build([0.1], [1.5], 1)
