@@ -13,7 +13,7 @@ import torch
 from earlyexit import checkpoint, data, traces
 from earlyexit.arch import ArchConfig
 from earlyexit.model import EarlyExitNet
-from earlyexit.profile import exit_costs
+from earlyexit.profile import block_costs, exit_costs
 from earlyexit.train import PRESETS, config_for, train
 from earlyexit.zoo import ARCHS, build_arch
 
@@ -95,6 +95,30 @@ def cmd_traces(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {len(ds)} samples x {tr.num_exits} exits (accuracy per exit: {acc})")
 
 
+def cmd_profile(args: argparse.Namespace) -> None:
+    if Path(args.model_or_arch).is_file() or args.model_or_arch in checkpoint.bundled_models():
+        net = checkpoint.load(args.model_or_arch).net
+    else:
+        net = EarlyExitNet(build_arch(args.model_or_arch))
+    arch = net.arch
+    print(f"{arch.name}: input {arch.in_channels}x{arch.input_size}x{arch.input_size}, {arch.num_classes} classes")
+    print(f"{'block':>5} {'conv channels':<22} {'pool':>4} {'MACs':>12} {'params':>10} {'output':>14}")
+    for b, (spec, c) in enumerate(zip(arch.blocks, block_costs(net))):
+        channels = ",".join(str(ch) for ch in spec.channels)
+        shape = "x".join(str(d) for d in c.output_shape)
+        print(f"{b + 1:>5} {channels:<22} {'yes' if spec.pool else 'no':>4} {c.macs:>12,} {c.params:>10,} {shape:>14}")
+    costs = exit_costs(net)
+    print(
+        f"\n{'exit':>4} {'after block':>11} {'head MACs':>10} {'cum. MACs':>12} {'cum. params':>12} "
+        f"{'int8 KB':>8} {'peak act. KB':>12}"
+    )
+    for k, c in enumerate(costs):
+        print(
+            f"{k + 1:>4} {arch.exits[k]:>11} {c.head.macs:>10,} {c.cumulative_macs:>12,} {c.cumulative_params:>12,} "
+            f"{c.cumulative_int8_weight_bytes / 1024:>8.1f} {c.peak_activation_bytes / 1024:>12.1f}"
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m earlyexit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -143,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--split", choices=data.SPLITS, required=True)
     r.add_argument("--out", required=True, help="trace file (.npz) to write")
     r.set_defaults(func=cmd_traces)
+
+    f = sub.add_parser("profile", help="MACs, parameters and int8 sizes per block and per exit")
+    f.add_argument("model_or_arch", help=f"bundled model, checkpoint file, or architecture ({', '.join(ARCHS)})")
+    f.set_defaults(func=cmd_profile)
     return p
 
 

@@ -81,6 +81,23 @@ def _measure(module: nn.Module, x: torch.Tensor, keep_alive: int = 0) -> tuple[C
     return Cost(macs, params, weights, peak, tuple(y.shape[1:])), y
 
 
+def block_costs(net: EarlyExitNet) -> list[Cost]:
+    """Cost of every trunk block, in order (a stage holds one or more blocks)."""
+    arch = net.arch
+    was_training = net.training
+    net.eval()
+    x = torch.zeros(1, arch.in_channels, arch.input_size, arch.input_size)
+    out = []
+    try:
+        for stage in net.stages:
+            for block in stage:
+                cost, x = _measure(block, x)
+                out.append(cost)
+    finally:
+        net.train(was_training)
+    return out
+
+
 def exit_costs(net: EarlyExitNet) -> list[ExitCost]:
     """Per-exit costs of ``net`` for one input sample."""
     arch = net.arch

@@ -3,7 +3,7 @@ import torch
 
 from earlyexit.arch import ArchConfig, BlockSpec
 from earlyexit.model import EarlyExitNet, Slice
-from earlyexit.profile import exit_costs
+from earlyexit.profile import block_costs, exit_costs
 from earlyexit.zoo import ARCHS, build_arch
 
 
@@ -93,3 +93,28 @@ def test_arch_dict_round_trip_and_missing_field(tiny_arch):
         ArchConfig.from_dict(data)
     with pytest.raises(KeyError, match="known"):
         build_arch("resnet-9000", 3, 32, 10)
+
+
+def test_block_costs_add_up_to_stage_costs():
+    net = EarlyExitNet(build_arch("mcu-cifar"))
+    blocks, exits = block_costs(net), exit_costs(net)
+    arch = net.arch
+    for k, e in enumerate(exits):
+        in_stage = [blocks[b] for b in arch.stage_blocks(k)]
+        assert sum(c.macs for c in in_stage) == e.stage.macs
+        assert sum(c.params for c in in_stage) == e.stage.params
+    assert blocks[-1].output_shape == (256, 4, 4)
+
+
+def test_profile_command_prints_blocks_and_exits(capsys):
+    from earlyexit.__main__ import main
+
+    assert main(["profile", "wassimnet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    net = EarlyExitNet(build_arch("wassimnet"))
+    block_rows = lines[2:8]
+    for row, cost in zip(block_rows, block_costs(net)):
+        assert f"{cost.macs:,}" in row and f"{cost.params:,}" in row
+    exit_rows = lines[-6:]
+    for k, (row, cost) in enumerate(zip(exit_rows, exit_costs(net))):
+        assert row.split()[0] == str(k + 1) and f"{cost.cumulative_macs:,}" in row
