@@ -25,12 +25,20 @@ def _model(data: bytes) -> _fb.ModelT:
     return runtime.convert_bytearray_to_object(bytearray(data))
 
 
-def ops(data: bytes) -> list[str]:
-    """Builtin op names in execution order."""
+def _name(tensor: _fb.TensorT) -> str:
+    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+
+
+def ops(data: bytes) -> list[tuple[str, str]]:
+    """(builtin op name, name of its first output tensor = the layer) in execution order."""
     model = _model(data)
+    sg = model.subgraphs[0]
     return [
-        _OP_NAMES[runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])]
-        for op in model.subgraphs[0].operators
+        (
+            _OP_NAMES.get(runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]), "CUSTOM"),
+            _name(sg.tensors[op.outputs[0]]) if len(op.outputs) else "?",
+        )
+        for op in sg.operators
     ]
 
 
@@ -38,8 +46,7 @@ def _info(tensor: _fb.TensorT) -> TensorInfo:
     q = tensor.quantization
     if q is None or q.scale is None or len(q.scale) != 1:
         raise ValueError(f"tensor {tensor.name!r} is not per-tensor quantized")
-    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-    return TensorInfo(name, tuple(int(d) for d in tensor.shape), float(q.scale[0]), int(q.zeroPoint[0]))
+    return TensorInfo(_name(tensor), tuple(int(d) for d in tensor.shape), float(q.scale[0]), int(q.zeroPoint[0]))
 
 
 def inputs(data: bytes) -> list[TensorInfo]:

@@ -55,14 +55,14 @@ def _split_outputs(
 
 
 def _check_ops(data: bytes, name: str) -> tuple[str, ...]:
-    names = tuple(flatbuf.ops(data))
-    bad = sorted(set(names) - TFLM_OPS.keys())
+    ops = flatbuf.ops(data)
+    bad = [f"{op} (layer {layer})" for op, layer in ops if op not in TFLM_OPS]
     if bad:
         raise ConvertError(
-            f"{name}: op(s) {', '.join(bad)} cannot run in TFLite Micro's op resolver "
-            f"(ops in this slice, in order: {', '.join(names)}). Replace the layers that produce them."
+            f"{name}: {', '.join(bad)} cannot run in TFLite Micro's op resolver (supported: "
+            f"{', '.join(sorted(TFLM_OPS))}). Replace the layers that produce them and retrain."
         )
-    return names
+    return tuple(op for op, _ in ops)
 
 
 def convert(

@@ -250,3 +250,16 @@ def test_corrupt_checkpoint_and_missing_calibration_data(tiny_model, tmp_path, c
         == 2
     )
     assert "calibration data is missing" in capsys.readouterr().err
+
+
+def test_an_op_tflm_cannot_run_is_named_with_its_layer(built, monkeypatch):
+    from converter import slicing
+    from converter.errors import ConvertError
+
+    out, manifest = built
+    edge = next(s for s in manifest["slices"] if s["tier"] == "edge")
+    tflite = (out / edge["file"]).read_bytes()
+    assert slicing._check_ops(tflite, "slice 3") == tuple(edge["ops"])
+    monkeypatch.setattr(slicing, "TFLM_OPS", {k: v for k, v in slicing.TFLM_OPS.items() if k != "MEAN"})
+    with pytest.raises(ConvertError, match=r"slice 3: MEAN \(layer .*reduce_mean.*\) cannot run in TFLite Micro"):
+        slicing._check_ops(tflite, "slice 3")
