@@ -131,7 +131,8 @@ def _verify(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Datase
 def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOptions) -> dict:
     if out.exists():
         shutil.rmtree(out)
-    (out / "edge").mkdir(parents=True)
+    for tier in ("device", "edge"):
+        (out / tier).mkdir(parents=True)
     costs = exit_costs(ckpt.net)
     d = fit.device_slices
     thresholds = list(opts.thresholds or [DEFAULT_THRESHOLD] * len(slices))
@@ -153,15 +154,14 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
     for k, s in enumerate(slices):
         tier = "device" if k < d else "edge"
         name = f"slice{k + 1}.tflite"
-        if tier == "edge":
-            (out / "edge" / name).write_bytes(s.tflite)
+        (out / tier / name).write_bytes(s.tflite)
         macs = costs[k].stage.macs + costs[k].head.macs
         runner = board if tier == "device" else edge
         entries.append(
             {
                 "index": k + 1,
                 "tier": tier,
-                "file": f"edge/{name}" if tier == "edge" else "firmware/ee_model_data.cc",
+                "file": f"{tier}/{name}",
                 "sha256": _sha256(s.tflite),
                 "bytes": len(s.tflite),
                 "arena_bytes": check["arena"][k][1],
