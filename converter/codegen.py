@@ -49,6 +49,7 @@ def header(model: FirmwareModel) -> str:
     h, w, c = model.slices[0].input.shape[1:] if model.slices else (0, 0, 0)
     ops = sorted({op for s in model.slices for op in s.ops})
     adds = " ".join(f"(resolver).{TFLM_OPS[op]}();" for op in ops)
+    max_trunk = max((int(np.prod(s.trunk.shape)) for s in model.slices if s.trunk), default=0)
     return f"""{_banner(model)}#ifndef EE_MODEL_H
 #define EE_MODEL_H
 
@@ -67,6 +68,8 @@ extern "C" {{
 #define EE_INPUT_W {w}
 #define EE_INPUT_C {c}
 #define EE_ARENA_BYTES {model.arena_bytes}
+/** Largest trunk activation a device slice hands on (sizes the hand-off and offload buffers). */
+#define EE_MAX_TRUNK_BYTES {max_trunk}
 
 /* Ops the device slices use: size a tflite::MicroMutableOpResolver<EE_NUM_OPS> and
    register them with EE_REGISTER_OPS(resolver). */
@@ -146,6 +149,9 @@ enum {{ EE_STAY = 0, EE_EXIT = 1, EE_OFFLOAD = 2 }};
 /** Confidence-threshold decision at exit `exit_index` (0-based) from its int8 logits. */
 int ee_policy_decide(int exit_index, const int8_t *logits, int num_classes);
 
+/** Top softmax probability at exit `exit_index` in Q15 (32767 = 1.0), integer-only. */
+uint16_t ee_policy_confidence_q15(int exit_index, const int8_t *logits, int num_classes);
+
 #ifdef __cplusplus
 }}
 #endif
@@ -172,13 +178,11 @@ static const uint16_t ee_exp_table[EE_POLICY_EXITS][256] = {{
 
 static const uint32_t ee_limit[EE_POLICY_EXITS] = {{{limits}}};
 
-int ee_policy_decide(int exit_index, const int8_t *logits, int num_classes) {{
+/* sum_j exp(-scale * (max - logit_j)) in Q15: 32768 / sum is the top softmax probability. */
+static uint32_t exp_sum(int exit_index, const int8_t *logits, int num_classes) {{
   int top = logits[0];
   uint32_t sum = 0;
   int j;
-  if (exit_index >= EE_POLICY_EXITS - 1) {{
-    return EE_EXIT;
-  }}
   for (j = 1; j < num_classes; ++j) {{
     if (logits[j] > top) {{
       top = logits[j];
@@ -187,10 +191,22 @@ int ee_policy_decide(int exit_index, const int8_t *logits, int num_classes) {{
   for (j = 0; j < num_classes; ++j) {{
     sum += ee_exp_table[exit_index][top - logits[j]];
   }}
-  if (sum <= ee_limit[exit_index]) {{
+  return sum;
+}}
+
+int ee_policy_decide(int exit_index, const int8_t *logits, int num_classes) {{
+  if (exit_index >= EE_POLICY_EXITS - 1) {{
+    return EE_EXIT;
+  }}
+  if (exp_sum(exit_index, logits, num_classes) <= ee_limit[exit_index]) {{
     return EE_EXIT;
   }}
   return exit_index == EE_POLICY_DEVICE_EXITS - 1 ? EE_OFFLOAD : EE_STAY;
+}}
+
+uint16_t ee_policy_confidence_q15(int exit_index, const int8_t *logits, int num_classes) {{
+  uint32_t q = (UINT32_C(1) << 30) / exp_sum(exit_index, logits, num_classes);
+  return (uint16_t)(q > 32767u ? 32767u : q);
 }}
 """
 

@@ -38,10 +38,17 @@ class ThresholdPolicy:
         limits = np.array([int(ONE // t) for t in thresholds], dtype=np.uint32)
         return cls(tables, limits, tuple(thresholds), device_exits)
 
+    def _sum(self, k: int, logits: np.ndarray) -> int:
+        gaps = int(logits.max()) - logits.astype(np.int32)
+        return int(self.exp_tables[k][gaps].astype(np.uint32).sum())
+
     def confident(self, k: int, logits: np.ndarray) -> bool:
         """Whether exit ``k``'s top probability reaches its threshold (int8 logits)."""
-        gaps = int(logits.max()) - logits.astype(np.int32)
-        return int(self.exp_tables[k][gaps].astype(np.uint32).sum()) <= int(self.limits[k])
+        return self._sum(k, logits) <= int(self.limits[k])
+
+    def confidence_q15(self, k: int, logits: np.ndarray) -> int:
+        """Top softmax probability at exit ``k`` in Q15 (32767 = 1.0), integer-only like the C."""
+        return min(ONE - 1, (ONE << 15) // self._sum(k, logits))
 
     def decide(self, k: int, logits: np.ndarray) -> int:
         """STAY, EXIT or OFFLOAD at exit ``k`` (0-based) on the tier that runs it."""

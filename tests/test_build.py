@@ -149,7 +149,8 @@ int main(void) {
   signed char logits[64];
   while (scanf("%d %d", &k, &n) == 2) {
     for (i = 0; i < n; ++i) { if (scanf("%d", &v) != 1) return 1; logits[i] = (signed char)v; }
-    printf("%d\n", ee_policy_decide(k, (const signed char *)logits, n));
+    printf("%d %u\n", ee_policy_decide(k, (const signed char *)logits, n),
+           (unsigned)ee_policy_confidence_q15(k, (const signed char *)logits, n));
   }
   return 0;
 }
@@ -193,7 +194,8 @@ def test_c_policy_decides_like_python_on_every_step(built, tiny_model, cache, tm
         manifest["policy"]["thresholds"],
         manifest["device_slices"],
     )
-    assert [int(v) for v in c.stdout.split()] == [policy.decide(k, z) for k, z in steps]
+    expected = [f"{policy.decide(k, z)} {policy.confidence_q15(k, z)}" for k, z in steps]
+    assert c.stdout.splitlines() == expected
 
 
 def test_unchanged_rebuild_converts_nothing(tiny_model, cache, tmp_path, monkeypatch):
