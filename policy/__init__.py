@@ -1,0 +1,1 @@
+"""Stay / Exit / Offload policies: cost model, trace-replay environment, learners, baselines."""

@@ -1,0 +1,135 @@
+"""What every action costs: compute per slice and tier, transfers per offload.
+
+Built from a build's manifest (measured slice sizes and placement) or, without one, from
+the checkpoint's profile with the converter's placement rule applied to int8 estimates.
+Measured per-slice device times (QEMU instruction counts, hardware timings) replace the
+MAC-based estimates when given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from converter import boards
+from converter.placement import SliceNeeds, place
+from earlyexit.checkpoint import Checkpoint
+from earlyexit.profile import exit_costs
+
+TIERS = ("device", "edge", "cloud")
+RESULT_FRAME_BYTES = 20  # a RESULT on the wire: header, 7 payload bytes, CRC, COBS, delimiter
+
+
+def offload_frame_bytes(tensor_bytes: int, rank: int = 4) -> int:
+    """Worst-case wire size of an OFFLOAD frame (docs/protocol.md)."""
+    packet = 6 + 2 + 2 * rank + 17 + tensor_bytes + 4
+    return packet + math.ceil(packet / 254) + 1
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Per slice k (0-based) and tier; per boundary k (after slice k) for transfers."""
+
+    macs: tuple[int, ...]  # per slice
+    trunk_bytes: tuple[int, ...]  # activation after slice k (0 for the last)
+    device_slices: int  # how many slices the device can run
+    tiers: tuple[boards.Board, ...]  # device, edge[, cloud]
+    device_seconds: tuple[float, ...] | None = None  # measured per-slice device times
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.macs)
+
+    @property
+    def top_tier(self) -> int:
+        return len(self.tiers) - 1
+
+    def compute_seconds(self, k: int, tier: int) -> float:
+        if tier == 0 and self.device_seconds is not None:
+            return self.device_seconds[k]
+        return self.tiers[tier].seconds_for(self.macs[k])
+
+    def compute_energy_mj(self, k: int, tier: int) -> float:
+        """Device battery energy of running slice k on ``tier`` (upper tiers cost the device nothing)."""
+        return self.compute_seconds(k, 0) * self.tiers[0].active_power_mw if tier == 0 else 0.0
+
+    def price(self, k: int, tier: int) -> float:
+        return self.tiers[tier].price_per_inference if tier > 0 else 0.0
+
+    def transfer(self, k: int, tier: int, bandwidth_bps: float) -> tuple[float, float, int]:
+        """(seconds, device energy mJ, bytes) to send boundary k's activation from ``tier`` up one.
+
+        The device's own link runs at ``bandwidth_bps`` (the state's bandwidth now); links
+        further up run at their profile's bandwidth.
+        """
+        link = self.tiers[tier].links[0]
+        size = offload_frame_bytes(self.trunk_bytes[k])
+        bps = bandwidth_bps if tier == 0 else link.bandwidth_bps
+        seconds = link.latency_ms / 1e3 + 8 * size / bps
+        energy = (size * link.energy_per_byte_uj + link.energy_per_message_uj) / 1e3 if tier == 0 else 0.0
+        return seconds, energy, size
+
+    def answer_seconds(self, tier: int, bandwidth_bps: float) -> float:
+        """Time for a RESULT to travel back down from ``tier`` to the device."""
+        total = 0.0
+        for t in range(tier):
+            link = self.tiers[t].links[0]
+            total += link.latency_ms / 1e3 + 8 * RESULT_FRAME_BYTES / (bandwidth_bps if t == 0 else link.bandwidth_bps)
+        return total
+
+    @property
+    def energy_unit_mj(self) -> float:
+        """Mean device energy of one device slice: the unit of energy in rewards."""
+        d = max(1, self.device_slices)
+        return sum(self.compute_energy_mj(k, 0) for k in range(d)) / d
+
+
+def _tier_chain(device: boards.Board, with_cloud: bool) -> tuple[boards.Board, ...]:
+    chain = [device]
+    while chain[-1].links and len(chain) < (3 if with_cloud else 2):
+        chain.append(boards.load(chain[-1].links[0].to))
+    return tuple(chain)
+
+
+def from_manifest(path: Path, with_cloud: bool = False) -> CostModel:
+    """Costs from a build's manifest.json (its board, measured slice sizes and placement)."""
+    manifest = json.loads(Path(path).read_text())
+    slices = manifest["slices"]
+    trunk = tuple(math.prod(s["outputs"]["trunk"]["shape"]) if "trunk" in s["outputs"] else 0 for s in slices)
+    return CostModel(
+        macs=tuple(s["macs"] for s in slices),
+        trunk_bytes=trunk,
+        device_slices=manifest["device_slices"],
+        tiers=_tier_chain(boards.load(manifest["board"]), with_cloud),
+    )
+
+
+def from_checkpoint(ckpt: Checkpoint, board: str, with_cloud: bool = False) -> CostModel:
+    """Costs from the checkpoint's graph; placement estimated from int8 sizes.
+
+    Estimates: flatbuffer = int8 weights + 10 % + 2 KB; TFLM arena = 1.25 x the peak
+    activation bytes + 2 KB (the converter's measured figures replace these via --bundle).
+    """
+    costs = exit_costs(ckpt.net)
+    needs = []
+    for c in costs:
+        weights = c.stage.int8_weight_bytes + c.head.int8_weight_bytes
+        trunk = math.prod(c.stage.output_shape)
+        needs.append(SliceNeeds(int(weights * 1.1) + 2048, int(c.peak_activation_bytes * 1.25) + 2048, 0, trunk))
+    arch = ckpt.arch
+    needs[0] = SliceNeeds(
+        needs[0].flatbuffer_bytes, needs[0].arena_bytes, arch.in_channels * arch.input_size**2, needs[0].output_bytes
+    )
+    for k in range(1, len(needs)):
+        needs[k] = SliceNeeds(
+            needs[k].flatbuffer_bytes, needs[k].arena_bytes, needs[k - 1].output_bytes, needs[k].output_bytes
+        )
+    device = boards.load(board)
+    return CostModel(
+        macs=tuple(c.stage.macs + c.head.macs for c in costs),
+        trunk_bytes=tuple(n.output_bytes if k < len(needs) - 1 else 0 for k, n in enumerate(needs)),
+        device_slices=place(needs, device).device_slices,
+        tiers=_tier_chain(device, with_cloud),
+    )

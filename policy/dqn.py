@@ -1,0 +1,144 @@
+"""Deep Q-learning with experience replay, a target network and epsilon-greedy exploration
+(the seed's Algorithm 1). Invalid actions are masked both when acting and in the targets."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from policy.env import TraceEnv
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    episodes: int = 10_000
+    hidden: int = 32
+    lr: float = 1e-3
+    batch_size: int = 64
+    replay: int = 20_000
+    target_sync: int = 250
+    gamma: float = 1.0  # short episodes: undiscounted
+    eps_start: float = 1.0
+    eps_end: float = 0.02
+    eps_decay_fraction: float = 0.6
+    seed: int = 0
+
+
+def q_network(obs_size: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(obs_size, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 3)
+    )
+
+
+class DQNPolicy:
+    """Greedy over the learned Q-values among the allowed actions."""
+
+    def __init__(self, net: nn.Sequential) -> None:
+        self.net = net.eval()
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.net(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+
+    def __call__(self, env: TraceEnv) -> int:
+        q = self.q_values(env.observe())
+        q[~env.mask()] = -np.inf
+        return int(q.argmax())
+
+
+def train(env: TraceEnv, cfg: DQNConfig, log_csv: Path | None = None) -> tuple[DQNPolicy, list[dict]]:
+    """Learn on ``env`` (random samples); returns the greedy policy and the loss log.
+
+    Runs on one thread: a 32-unit MLP gains nothing from more and loses much when cores are busy.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(env, cfg, log_csv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(env: TraceEnv, cfg: DQNConfig, log_csv: Path | None) -> tuple[DQNPolicy, list[dict]]:
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    env.reset(seed=cfg.seed)
+    net = q_network(env.obs_size, cfg.hidden)
+    target = q_network(env.obs_size, cfg.hidden)
+    target.load_state_dict(net.state_dict())
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    n, size = cfg.replay, env.obs_size
+    obs_buf, next_buf = np.zeros((n, size), np.float32), np.zeros((n, size), np.float32)
+    act_buf, rew_buf = np.zeros(n, np.int64), np.zeros(n, np.float32)
+    done_buf, mask_buf = np.zeros(n, np.float32), np.zeros((n, 3), bool)
+    stored = steps = 0
+    log: list[dict] = []
+    greedy = DQNPolicy(net)
+    for episode in range(cfg.episodes):
+        frac = min(1.0, episode / max(1, cfg.eps_decay_fraction * cfg.episodes))
+        eps = cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
+        obs, info = env.reset()
+        done, losses = False, []
+        while not done:
+            mask = info["mask"]
+            if rng.random() < eps:
+                action = int(rng.choice(np.flatnonzero(mask)))
+            else:
+                net.eval()
+                action = greedy(env)
+            nxt, reward, done, _, info = env.step(action)
+            i = stored % n
+            obs_buf[i], act_buf[i], rew_buf[i], next_buf[i] = obs, action, reward, nxt
+            done_buf[i], mask_buf[i] = float(done), info["mask"]
+            stored += 1
+            steps += 1
+            obs = nxt
+            if stored >= cfg.batch_size:
+                losses.append(
+                    _learn(
+                        net,
+                        target,
+                        opt,
+                        rng,
+                        min(stored, n),
+                        cfg,
+                        obs_buf,
+                        act_buf,
+                        rew_buf,
+                        next_buf,
+                        done_buf,
+                        mask_buf,
+                    )
+                )
+            if steps % cfg.target_sync == 0:
+                target.load_state_dict(net.state_dict())
+        if losses and (episode % 100 == 0 or episode == cfg.episodes - 1):
+            log.append({"episode": episode, "epsilon": round(eps, 4), "loss": float(np.mean(losses))})
+    if log_csv is not None:
+        with Path(log_csv).open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["episode", "epsilon", "loss"])
+            writer.writeheader()
+            writer.writerows(log)
+    return DQNPolicy(net), log
+
+
+def _learn(net, target, opt, rng, available, cfg, obs, act, rew, nxt, done, mask) -> float:
+    net.train()
+    idx = rng.integers(0, available, cfg.batch_size)
+    o, a = torch.as_tensor(obs[idx]), torch.as_tensor(act[idx])
+    r, d = torch.as_tensor(rew[idx]), torch.as_tensor(done[idx])
+    with torch.no_grad():
+        q_next = target(torch.as_tensor(nxt[idx]))
+        q_next[~torch.as_tensor(mask[idx])] = -1e9
+        y = r + cfg.gamma * (1 - d) * q_next.max(1).values  # EXIT is always allowed: the max is finite
+    q = net(o).gather(1, a[:, None])[:, 0]
+    loss = nn.functional.smooth_l1_loss(q, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.item())

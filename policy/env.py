@@ -1,0 +1,192 @@
+"""The Stay / Exit / Offload decision process, replaying per-sample exit traces (Gymnasium API).
+
+One episode is one sample. Slice 1 runs on the device, then at every exit the tier holding
+the computation chooses: STAY (run the next slice here), EXIT (answer now) or OFFLOAD (send
+the activation up one tier, which runs the next slice). Reward per step:
+``-alpha * device_energy / energy_unit - price_weight * price``, plus ``beta * correct`` (times an
+optional per-class weight) when answering. Actions that cannot finish within the deadline or
+the energy budget, or that the placement forbids, are masked; taking one anyway forces the
+answer and costs ``penalty`` (a miss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import gymnasium as gym
+import numpy as np
+
+from earlyexit.traces import Traces
+from policy.bandwidth import Bandwidth
+from policy.costs import CostModel
+
+STAY, EXIT, OFFLOAD = 0, 1, 2
+ACTIONS = ("stay", "exit", "offload")
+SUMMARY = 3  # max probability, margin, normalized entropy
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    beta: float
+    alpha: float = 1.0
+    deadline_s: float = 1.0
+    energy_budget_mj: float = float("inf")
+    penalty: float = 1.0
+    price_weight: float = 0.0
+    features: str = "summary"  # or "full" (the whole softmax vector)
+    allow_offload: bool = True
+    class_weights: tuple[float, ...] = field(default=())
+
+
+def prediction_features(probs: np.ndarray, kind: str) -> np.ndarray:
+    """Features of one exit's softmax: summary (max, margin, entropy / log C) or the full vector."""
+    if kind == "full":
+        return probs.astype(np.float32)
+    top2 = np.sort(probs)[-2:]
+    entropy = -float(np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)))) / np.log(len(probs))
+    return np.array([top2[1], top2[1] - top2[0], entropy], dtype=np.float32)
+
+
+@dataclass
+class State:
+    sample: int
+    exit: int  # 0-based exit just computed
+    tier: int
+    time_s: float
+    energy_mj: float
+    bandwidth_bps: float
+    bytes_sent: int = 0
+    offloaded: bool = False
+
+
+class TraceEnv(gym.Env):
+    """Replays ``traces`` under ``costs``; ``order`` fixes the sample sequence (evaluation)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        traces: Traces,
+        costs: CostModel,
+        config: EnvConfig,
+        bandwidth: Bandwidth,
+        order: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.traces, self.costs, self.cfg, self.bandwidth = traces, costs, config, bandwidth
+        self.order = order
+        self.cursor = 0
+        self.rng = np.random.default_rng(seed)
+        n_classes = traces.probs.shape[2]
+        pred = n_classes if config.features == "full" else SUMMARY
+        self.obs_size = pred + 1 + len(costs.tiers) + 4
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_size,), np.float32)
+        self.action_space = gym.spaces.Discrete(3)
+        self.state: State | None = None
+
+    # -- transitions ----------------------------------------------------------------------
+    def _after(self, s: State, action: int) -> State:
+        """The state after a STAY or OFFLOAD (deterministic given the bandwidth now)."""
+        c = self.costs
+        k = s.exit + 1
+        if action == STAY:
+            return replace(
+                s,
+                exit=k,
+                time_s=s.time_s + c.compute_seconds(k, s.tier),
+                energy_mj=s.energy_mj + c.compute_energy_mj(k, s.tier),
+            )
+        seconds, energy, size = c.transfer(s.exit, s.tier, s.bandwidth_bps)
+        tier = s.tier + 1
+        return replace(
+            s,
+            exit=k,
+            tier=tier,
+            time_s=s.time_s + seconds + c.compute_seconds(k, tier),
+            energy_mj=s.energy_mj + energy,
+            bytes_sent=s.bytes_sent + (size if s.tier == 0 else 0),
+            offloaded=True,
+        )
+
+    def finish_time(self, s: State) -> float:
+        """Time at which the device holds the answer if the tier answers now."""
+        return s.time_s + self.costs.answer_seconds(s.tier, s.bandwidth_bps)
+
+    def mask(self, s: State | None = None) -> np.ndarray:
+        """Which of STAY, EXIT, OFFLOAD are allowed and can still meet the constraints."""
+        s = s or self.state
+        c, cfg = self.costs, self.cfg
+        last = s.exit >= c.num_exits - 1
+        ok = np.array([False, True, False])
+        if not last:
+            if s.tier > 0 or s.exit + 1 < c.device_slices:
+                ok[STAY] = self._within(self._after(s, STAY))
+            if cfg.allow_offload and s.tier < c.top_tier:
+                ok[OFFLOAD] = self._within(self._after(s, OFFLOAD))
+        return ok
+
+    def _within(self, s: State) -> bool:
+        return self.finish_time(s) <= self.cfg.deadline_s and s.energy_mj <= self.cfg.energy_budget_mj
+
+    # -- gym API --------------------------------------------------------------------------
+    def observe(self, s: State | None = None) -> np.ndarray:
+        s = s or self.state
+        c, cfg = self.costs, self.cfg
+        tier = np.zeros(len(c.tiers), np.float32)
+        tier[s.tier] = 1.0
+        rest = [
+            s.energy_mj / c.energy_unit_mj / max(1, c.num_exits),
+            s.time_s / cfg.deadline_s,
+            s.bandwidth_bps / c.tiers[0].links[0].bandwidth_bps,
+            1.0 - self.finish_time(s) / cfg.deadline_s,
+        ]
+        feats = prediction_features(self.traces.probs[s.sample, s.exit], cfg.features)
+        return np.concatenate([feats, [s.exit / max(1, c.num_exits - 1)], tier, rest]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        if self.order is not None:
+            sample = int(self.order[self.cursor % len(self.order)])
+            self.cursor += 1
+        else:
+            sample = int(self.rng.integers(len(self.traces.label)))
+        c = self.costs
+        self.state = State(sample, 0, 0, c.compute_seconds(0, 0), c.compute_energy_mj(0, 0), self.bandwidth.next())
+        self.total_reward = -self.cfg.alpha * self.state.energy_mj / c.energy_unit_mj  # slice 1 always runs
+        return self.observe(), {"mask": self.mask()}
+
+    def _answer_reward(self, s: State) -> float:
+        correct = float(self.traces.pred[s.sample, s.exit] == self.traces.label[s.sample])
+        weight = self.cfg.class_weights[self.traces.label[s.sample]] if self.cfg.class_weights else 1.0
+        return self.cfg.beta * correct * weight
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        s, cfg, c = self.state, self.cfg, self.costs
+        allowed = self.mask()
+        if not allowed[action] or action == EXIT:
+            reward = self._answer_reward(s) - (0.0 if allowed[action] else cfg.penalty)
+            self.total_reward += reward
+            return self.observe(), reward, True, False, self._info(s, missed=not allowed[action])
+        nxt = self._after(s, action)
+        cost = cfg.alpha * (nxt.energy_mj - s.energy_mj) / c.energy_unit_mj
+        cost += cfg.price_weight * c.price(nxt.exit, nxt.tier)
+        self.state = nxt
+        self.total_reward -= cost
+        return self.observe(), -cost, False, False, {"mask": self.mask()}
+
+    def _info(self, s: State, missed: bool) -> dict:
+        return {
+            "mask": np.array([False, True, False]),
+            "final": {
+                "correct": bool(self.traces.pred[s.sample, s.exit] == self.traces.label[s.sample]),
+                "exit": s.exit + 1,
+                "tier": s.tier,
+                "energy_mj": s.energy_mj,
+                "latency_s": self.finish_time(s),
+                "bytes_sent": s.bytes_sent,
+                "offloaded": s.offloaded,
+                "missed": missed,
+                "reward": self.total_reward,
+            },
+        }

@@ -1,0 +1,34 @@
+"""Run a policy over every sample of a trace environment and summarise it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from policy.env import TraceEnv
+
+
+def evaluate(env: TraceEnv, policy: Callable[[TraceEnv], int]) -> dict:
+    """Metrics over ``env.order`` (each sample once, in order); the bandwidth process restarts."""
+    env.cursor = 0
+    env.bandwidth.restart()
+    finals = []
+    for _ in range(len(env.order)):
+        env.reset()
+        while True:
+            _, _, done, _, info = env.step(policy(env))
+            if done:
+                finals.append(info["final"])
+                break
+    f = {key: np.array([x[key] for x in finals], dtype=float) for key in finals[0]}
+    return {
+        "mean_reward": float(f["reward"].mean()),
+        "accuracy": float(f["correct"].mean()),
+        "device_energy_mj": float(f["energy_mj"].mean()),
+        "latency_ms": float(1e3 * f["latency_s"].mean()),
+        "deadline_misses": int(f["missed"].sum()),
+        "offload_rate": float(f["offloaded"].mean()),
+        "bytes_sent": float(f["bytes_sent"].mean()),
+        "mean_exit_depth": float(f["exit"].mean()),
+    }
