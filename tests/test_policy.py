@@ -1,0 +1,156 @@
+"""The decision process and the policies on hand-made traces."""
+
+import numpy as np
+import pytest
+
+from converter import boards
+from earlyexit.traces import Traces
+from policy import baselines, dqn, tabular
+from policy.bandwidth import Bandwidth
+from policy.costs import CostModel, offload_frame_bytes
+from policy.env import EXIT, OFFLOAD, STAY, EnvConfig, TraceEnv
+from policy.evaluate import evaluate
+
+
+def _traces(probs: np.ndarray, labels: np.ndarray) -> Traces:
+    pred = probs.argmax(-1).astype(np.int16)
+    return Traces(
+        probs.astype(np.float32),
+        np.zeros(pred.shape, np.float32),
+        pred,
+        labels.astype(np.int16),
+        np.arange(1, probs.shape[1] + 1),
+        "hash",
+        "toy",
+        "test",
+    )
+
+
+def _costs(device_slices=2, exits=3) -> CostModel:
+    return CostModel(
+        macs=(1_000_000,) * exits,
+        trunk_bytes=(1000,) * (exits - 1) + (0,),
+        device_slices=device_slices,
+        tiers=(boards.load("nano33"), boards.load("edge-pc")),
+    )
+
+
+def _env(traces, costs, **cfg) -> TraceEnv:
+    config = EnvConfig(**{"beta": 3.0, "deadline_s": 2.0, **cfg})
+    return TraceEnv(traces, costs, config, Bandwidth("constant", 1e6), order=np.arange(len(traces.label)))
+
+
+def _one_sample(correct_at=(False, True, True)) -> Traces:
+    probs = np.zeros((1, 3, 2))
+    for k, ok in enumerate(correct_at):
+        probs[0, k] = [0.2, 0.8] if ok else [0.6, 0.4]
+    return _traces(probs, np.array([1]))
+
+
+def test_costs_add_up_along_stay_and_offload():
+    c = _costs()
+    env = _env(_one_sample(), c)
+    env.reset()
+    t0, e0 = c.compute_seconds(0, 0), c.compute_energy_mj(0, 0)
+    assert (env.state.time_s, env.state.energy_mj) == (t0, e0)
+    _, reward, done, _, _ = env.step(STAY)
+    assert not done and env.state.exit == 1
+    assert env.state.time_s == pytest.approx(2 * t0) and env.state.energy_mj == pytest.approx(2 * e0)
+    assert reward == pytest.approx(-e0 / c.energy_unit_mj)
+    _, reward, done, _, _ = env.step(OFFLOAD)
+    size = offload_frame_bytes(1000)
+    link = c.tiers[0].links[0]
+    assert env.state.tier == 1 and env.state.bytes_sent == size
+    assert env.state.time_s == pytest.approx(2 * t0 + link.latency_ms / 1e3 + 8 * size / 1e6 + c.compute_seconds(2, 1))
+    energy = (size * link.energy_per_byte_uj + link.energy_per_message_uj) / 1e3
+    assert reward == pytest.approx(-energy / c.energy_unit_mj)
+    _, reward, done, _, info = env.step(EXIT)
+    assert done and reward == 3.0 and info["final"]["exit"] == 3 and info["final"]["tier"] == 1
+
+
+def test_masks_follow_placement_tiers_and_the_last_exit():
+    env = _env(_one_sample(), _costs(device_slices=1))
+    env.reset()
+    assert env.mask().tolist() == [False, True, True]  # the device may not run slice 2
+    env.step(OFFLOAD)
+    assert env.mask().tolist() == [True, True, False]  # top tier: no offload
+    env.step(STAY)
+    assert env.mask().tolist() == [False, True, False]  # last exit: answer only
+
+
+def test_deadline_masks_and_forces_the_answer_with_a_penalty():
+    c = _costs()
+    env = _env(_one_sample(), c, deadline_s=c.compute_seconds(0, 0) * 1.05, penalty=5.0)
+    env.reset()
+    assert env.mask().tolist() == [False, True, False]
+    _, reward, done, _, info = env.step(STAY)
+    assert done and info["final"]["missed"] and reward == pytest.approx(-5.0)  # exit 1 is wrong: 0 - penalty
+    assert evaluate(env, baselines.always_local)["deadline_misses"] == 0
+
+
+def test_baselines_decide_as_designed():
+    env = _env(_one_sample(), _costs())
+    env.reset()
+    assert baselines.threshold([0.9, 0.9, 0.9])(env) == STAY
+    assert baselines.threshold([0.55, 0.9, 0.9])(env) == EXIT
+    assert baselines.always_local(env) == STAY and baselines.offload_first(env) == OFFLOAD
+    assert baselines.fixed_split(2)(env) == STAY
+    assert baselines.oracle(env) == OFFLOAD  # exit 2 is right, and sending costs less than computing
+    env.step(STAY)
+    assert baselines.fixed_split(2)(env) == OFFLOAD and baselines.always_local(env) == EXIT
+    never_right = _env(_one_sample((False, False, False)), _costs())
+    never_right.reset()
+    assert baselines.oracle(never_right) == EXIT  # nothing to gain: save the energy
+
+
+def test_oracle_bounds_every_policy():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1], size=(300, 3))
+    traces = _traces(probs, rng.integers(0, 2, 300))
+    env = _env(traces, _costs())
+    best = evaluate(env, baselines.oracle)["mean_reward"]
+    for policy in (baselines.always_local, baselines.offload_first, baselines.threshold([0.7] * 3)):
+        assert evaluate(env, policy)["mean_reward"] <= best + 1e-9
+
+
+def _toy(n=1000):
+    """Exit 1 is right exactly when it is confident; exit 2 is always right."""
+    rng = np.random.default_rng(0)
+    confident, labels = rng.random(n) < 0.5, rng.integers(0, 2, n)
+    probs = np.zeros((n, 2, 2))
+    for i in range(n):
+        first = labels[i] if confident[i] else 1 - labels[i]
+        probs[i, 0, first], probs[i, 0, 1 - first] = (0.95, 0.05) if confident[i] else (0.55, 0.45)
+        probs[i, 1, labels[i]], probs[i, 1, 1 - labels[i]] = 0.99, 0.01
+    return _traces(probs, labels)
+
+
+@pytest.mark.parametrize(
+    "learn",
+    [
+        lambda env: dqn.train(env, dqn.DQNConfig(episodes=1500))[0],
+        lambda env: tabular.train(env, tabular.TabularConfig(episodes=3000)),
+    ],
+)
+def test_learners_find_the_obvious_policy(learn):
+    traces, costs = _toy(), CostModel((1_000_000,) * 2, (1000, 0), 2, (boards.load("nano33"), boards.load("edge-pc")))
+    train_env = TraceEnv(traces, costs, EnvConfig(beta=3.0, allow_offload=False), Bandwidth("constant", 1e6))
+    test_env = _env(traces, costs, allow_offload=False)
+    learned = evaluate(test_env, learn(train_env))
+    oracle = evaluate(test_env, baselines.oracle)
+    assert learned["mean_reward"] == pytest.approx(oracle["mean_reward"])
+    assert learned["accuracy"] == 1.0 and 1.4 < learned["mean_exit_depth"] < 1.6
+
+
+def test_bandwidth_processes(tmp_path):
+    walk = Bandwidth("walk", 1e6, seed=1)
+    values = [walk.next() for _ in range(200)]
+    assert min(values) >= 1e5 and max(values) <= 2e6 and len(set(values)) > 100
+    walk.restart()
+    assert [walk.next() for _ in range(200)] == values
+    (tmp_path / "bw.txt").write_text("1000\n2000\n")
+    recorded = Bandwidth("trace", 1e6, trace=tmp_path / "bw.txt")
+    assert [recorded.next() for _ in range(3)] == [1000, 2000, 1000]
+    (tmp_path / "bad.txt").write_text("fast\n")
+    with pytest.raises(ValueError, match="bad.txt"):
+        Bandwidth("trace", 1e6, trace=tmp_path / "bad.txt")
