@@ -1,4 +1,4 @@
-"""``python -m converter build --board B [--model NAME|CKPT] ...``."""
+"""``python -m converter build ...`` and ``python -m converter policy train|compare ...``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 from converter.boards import BoardError, available
 from converter.build import BuildOptions, run
 from converter.errors import ConvertError
+from earlyexit.checkpoint import CheckpointError
+from earlyexit.data import DataError
+from policy import commands as policy_commands
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,24 +26,31 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="conversion cache (default %(default)s)")
     b.add_argument("--eval-samples", type=int, help="evaluate on the first N test samples only")
     b.add_argument("--thresholds", type=float, nargs="+", help="confidence threshold per exit (default 0.9 each)")
+    b.set_defaults(func=_build)
+    policy_commands.add_parser(sub)
     return p
+
+
+def _build(args: argparse.Namespace) -> None:
+    run(
+        BuildOptions(
+            board=args.board,
+            model=args.model,
+            data_dir=args.data_dir,
+            device_slices=args.device_slices,
+            out=args.out,
+            cache_dir=args.cache_dir,
+            eval_samples=args.eval_samples,
+            thresholds=tuple(args.thresholds) if args.thresholds else None,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    opts = BuildOptions(
-        board=args.board,
-        model=args.model,
-        data_dir=args.data_dir,
-        device_slices=args.device_slices,
-        out=args.out,
-        cache_dir=args.cache_dir,
-        eval_samples=args.eval_samples,
-        thresholds=tuple(args.thresholds) if args.thresholds else None,
-    )
     try:
-        run(opts)
-    except (ConvertError, BoardError, ValueError) as err:
+        args.func(args)
+    except (ConvertError, BoardError, CheckpointError, DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

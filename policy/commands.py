@@ -1,0 +1,237 @@
+"""``python -m converter policy train|compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from earlyexit import checkpoint, data, traces
+from policy import baselines, costs, dqn, tabular
+from policy.bandwidth import Bandwidth
+from policy.env import EnvConfig, TraceEnv
+from policy.evaluate import evaluate
+
+THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("policy", help="learn and compare Stay/Exit/Offload policies")
+    psub = p.add_subparsers(dest="policy_command", required=True)
+    for name, helptext in (("train", "learn one policy"), ("compare", "every policy, several betas, test traces")):
+        c = psub.add_parser(name, help=helptext)
+        c.add_argument("--model", default="fashion-mnist", help="bundled model or checkpoint")
+        c.add_argument("--data-dir", help="the model's dataset (default: bundled samples, split 500/500)")
+        c.add_argument("--board", default="nano33", help="device board profile")
+        c.add_argument("--bundle", type=Path, help="a build folder: use its manifest's sizes and placement")
+        c.add_argument("--cloud", action="store_true", help="add the cloud tier above the edge")
+        c.add_argument("--deadline-ms", type=float, help="default: 1.5 x the all-local device time")
+        c.add_argument("--energy-budget-mj", type=float, default=float("inf"))
+        c.add_argument("--bandwidth", choices=("constant", "walk", "trace"), default="walk")
+        c.add_argument("--bandwidth-bps", type=float, help="default: the board link's figure")
+        c.add_argument("--bandwidth-trace", type=Path, help="one bit/s value per line (with --bandwidth trace)")
+        c.add_argument("--features", choices=("summary", "full"), default="summary")
+        c.add_argument("--episodes", type=int, default=10_000)
+        c.add_argument("--seed", type=int, default=0)
+        c.add_argument("--cache-dir", type=Path, default=Path("build/cache"))
+        if name == "train":
+            c.add_argument("--learner", choices=("dqn", "tabular"), default="dqn")
+            c.add_argument("--beta", type=float, required=True)
+            c.add_argument("--out", type=Path, required=True, help="policy file to write")
+        else:
+            c.add_argument("--betas", type=float, nargs="+", help="default: the calibrated betas")
+            c.add_argument("--json", type=Path, required=True)
+    p.set_defaults(func=run)
+
+
+def _traces(ckpt: checkpoint.Checkpoint, split: str, data_dir: str | None, cache: Path) -> traces.Traces:
+    path = cache / "traces" / f"{ckpt.model_hash()[:16]}-{split}-{Path(data_dir).name if data_dir else 'bundled'}.npz"
+    if path.is_file():
+        return traces.load(path)
+    if data_dir is None and ckpt.dataset == "fashion-mnist":
+        samples = data.load("fashion-mnist-samples", "test")
+        part = slice(0, 500) if split == "train" else slice(500, None)
+        ds = data.Dataset(samples.name, split, samples.x[part], samples.y[part], samples.classes)
+    else:
+        ds = data.load(ckpt.dataset, split, data_dir)
+    result = traces.collect(ckpt, ds)
+    traces.save(result, path)
+    return result
+
+
+def calibrated_betas(train: traces.Traces) -> list[tuple[int, int, float]]:
+    """Seed eq. 4.1: beta between exits i and i+1 = 1 / (loss_i - loss_{i+1}) (1-based, where positive)."""
+    loss = train.loss.mean(0)
+    return [(k + 1, k + 2, float(1.0 / (loss[k] - loss[k + 1]))) for k in range(len(loss) - 1) if loss[k] > loss[k + 1]]
+
+
+def _setup(args: argparse.Namespace):
+    ckpt = checkpoint.load(args.model)
+    model = (
+        costs.from_manifest(args.bundle / "manifest.json", args.cloud)
+        if args.bundle
+        else costs.from_checkpoint(ckpt, args.board, args.cloud)
+    )
+    train, test = (_traces(ckpt, s, args.data_dir, args.cache_dir) for s in ("train", "test"))
+    local_s = sum(model.compute_seconds(k, 0) for k in range(max(1, model.device_slices)))
+    deadline = args.deadline_ms / 1e3 if args.deadline_ms else 1.5 * local_s
+    bps = args.bandwidth_bps or model.tiers[0].links[0].bandwidth_bps
+    return ckpt, model, train, test, deadline, bps
+
+
+def _envs(args, model, train, test, deadline, bps, beta, allow_offload=True):
+    cfg = EnvConfig(
+        beta=beta,
+        deadline_s=deadline,
+        energy_budget_mj=args.energy_budget_mj,
+        features=args.features,
+        allow_offload=allow_offload,
+    )
+
+    def bw(seed: int) -> Bandwidth:
+        return Bandwidth(args.bandwidth, bps, seed=seed, trace=args.bandwidth_trace)
+
+    learn = TraceEnv(train, model, cfg, bw(args.seed), seed=args.seed)
+    tune = TraceEnv(train, model, cfg, bw(args.seed + 1), order=np.arange(min(len(train.label), 5000)))
+    held_out = TraceEnv(test, model, cfg, bw(args.seed + 2), order=np.arange(len(test.label)))
+    return learn, tune, held_out
+
+
+def _train_one(args, learn_env, beta):
+    if args.learner == "tabular":
+        policy = tabular.train(learn_env, tabular.TabularConfig(episodes=args.episodes, seed=args.seed))
+        np.savez(args.out, kind="tabular", q=policy.q, config=json.dumps(asdict(policy.cfg)), beta=beta)
+        return policy
+    log_csv = args.out.with_suffix(".loss.csv")
+    policy, log = dqn.train(learn_env, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), log_csv)
+    torch.save(
+        {
+            "kind": "dqn",
+            "state_dict": policy.net.state_dict(),
+            "obs_size": learn_env.obs_size,
+            "hidden": dqn.DQNConfig().hidden,
+            "features": args.features,
+            "beta": beta,
+        },
+        args.out,
+    )
+    _plot_loss(log, args.out.with_suffix(".loss.png"))
+    return policy
+
+
+def _plot_loss(log: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["episode"] for r in log], [r["loss"] for r in log])
+    ax.set_xlabel("episode")
+    ax.set_ylabel("TD loss (Huber)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    _, model, train, test, deadline, bps = _setup(args)
+    learn, _, held_out = _envs(args, model, train, test, deadline, bps, args.beta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    policy = _train_one(args, learn, args.beta)
+    result = evaluate(held_out, policy)
+    print(
+        f"trained {args.learner} (beta {args.beta:g}, {args.episodes} episodes) in {time.perf_counter() - t0:.0f} s;"
+        f" test: {json.dumps(result)}"
+    )
+    print(f"wrote {args.out}")
+
+
+def _compare_one(args, model, train, test, deadline, bps, beta) -> list[dict]:
+    learn, tune, held_out = _envs(args, model, train, test, deadline, bps, beta)
+    found = {
+        "threshold": baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID)),
+        "fixed-split": baselines.fixed_split(baselines.tune_split(tune, evaluate)),
+        "always-local": baselines.always_local,
+        "offload-first": baselines.offload_first,
+        "dqn": dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed))[0],
+        "tabular": tabular.train(learn, tabular.TabularConfig(episodes=args.episodes, seed=args.seed)),
+        "oracle": baselines.oracle,
+    }
+    return [{"name": name, "beta": beta, **evaluate(held_out, policy)} for name, policy in found.items()]
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    _, model, train, test, deadline, bps = _setup(args)
+    calibration = calibrated_betas(train)
+    betas = args.betas or [b for _, _, b in calibration]
+    rows = []
+    for beta in betas:
+        rows += _compare_one(args, model, train, test, deadline, bps, beta)
+    cal_rows = []
+    for i, j, beta in calibration:
+        learn, _, held_out = _envs(args, model, train, test, deadline, bps, beta, allow_offload=False)
+        depth = evaluate(held_out, dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed))[0])
+        cal_rows.append({"between": [i, j], "beta": beta, "dqn_mean_exit_depth": depth["mean_exit_depth"]})
+    result = {
+        "policies": rows,
+        "calibration": cal_rows,
+        "deadline_ms": 1e3 * deadline,
+        "bandwidth": args.bandwidth,
+        "device_slices": model.device_slices,
+        "tiers": [t.name for t in model.tiers],
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    _print(rows, cal_rows)
+    _pareto(rows, args.json.with_suffix(".png"))
+    print(f"wrote {args.json} and {args.json.with_suffix('.png')}")
+
+
+def _print(rows: list[dict], cal_rows: list[dict]) -> None:
+    print(
+        f"{'policy':<14} {'beta':>7} {'reward':>8} {'acc %':>6} {'dev. mJ':>8} {'ms':>8} {'miss':>5} "
+        f"{'offload':>7} {'bytes':>7} {'depth':>6}"
+    )
+    for r in rows:
+        print(
+            f"{r['name']:<14} {r['beta']:>7.3g} {r['mean_reward']:>8.3f} {100 * r['accuracy']:>6.2f} "
+            f"{r['device_energy_mj']:>8.3f} {r['latency_ms']:>8.1f} {r['deadline_misses']:>5} "
+            f"{r['offload_rate']:>7.2f} {r['bytes_sent']:>7.0f} {r['mean_exit_depth']:>6.2f}"
+        )
+    for c in cal_rows:
+        print(
+            f"calibration: beta {c['beta']:.3g} between exits {c['between']}: "
+            f"DQN mean exit depth {c['dqn_mean_exit_depth']:.2f} (device only)"
+        )
+
+
+def _pareto(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name in dict.fromkeys(r["name"] for r in rows):
+        pts = [(r["device_energy_mj"], 100 * r["accuracy"]) for r in rows if r["name"] == name]
+        ax.scatter(*zip(*pts), label=name, s=28)
+    ax.set_xlabel("device energy per sample (mJ)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> None:
+    (cmd_train if args.policy_command == "train" else cmd_compare)(args)
