@@ -189,7 +189,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     body = raw[4 + 4 * ndim :]
     if len(body) != int(np.prod(dims)):
         raise DataError(f"{path}: header says {dims} but holds {len(body)} bytes; the file is truncated")
-    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims).copy()
 
 
 def _find(root: Path, stem: str) -> Path:
