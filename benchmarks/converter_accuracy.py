@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def build(model: str, data_dir: str) -> dict:
+def build(model: str, data_dir: str, samples: int | None) -> dict:
     out = ROOT / "build" / f"bench-{model}"
-    return run(BuildOptions(board="nano33", model=model, data_dir=data_dir, out=out), say=lambda m: print(" ", m))
+    opts = BuildOptions(board="nano33", model=model, data_dir=data_dir, out=out, eval_samples=samples)
+    return run(opts, say=lambda m: print(" ", m))
 
 
 def _litert_accuracy(tflite: bytes, x_int8: np.ndarray, labels: np.ndarray) -> float:
@@ -66,10 +67,11 @@ def main() -> None:
     p.add_argument("--cifar-dir", default=str(SHARED / "cifar10-jpeg"))
     p.add_argument("--fmnist-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--mlperf-dir", default=str(SHARED / "mlperf-tiny"))
+    p.add_argument("--cifar-samples", type=int, help="verify cifar10 on the first N test images only")
     args = p.parse_args()
     results = {
-        "fashion-mnist": build("fashion-mnist", args.fmnist_dir),
-        "cifar10": build("cifar10", args.cifar_dir),
+        "fashion-mnist": build("fashion-mnist", args.fmnist_dir, None),
+        "cifar10": build("cifar10", args.cifar_dir, args.cifar_samples),
         "mlperf_resnet8": mlperf(Path(args.mlperf_dir), args.cifar_dir),
     }
     out = ROOT / "benchmarks" / "results" / "converter_accuracy.json"

@@ -88,7 +88,7 @@ def run(opts: BuildOptions, say=print) -> dict:
     step(f"converting {ckpt.arch.num_exits} slices to int8 (calibration: {len(calibration)} samples)")
     slices = convert(ckpt, calibration, opts.cache_dir, progress=lambda m: say(f"      {m}"))
     step(f"verifying the int8 chain in TFLM and LiteRT on {len(evaluation)} samples of {evaluation.name}")
-    check = _verify(ckpt, slices, evaluation)
+    check = _verify_cached(ckpt, slices, evaluation, opts.cache_dir)
     step("placing slices on tiers")
     needs = [
         SliceNeeds(len(s.tflite), a[1], int(np.prod(s.input.shape)), int(np.prod(s.trunk.shape)) if s.trunk else 0)
@@ -100,6 +100,25 @@ def run(opts: BuildOptions, say=print) -> dict:
     manifest = _write(out, ckpt, board, edge, slices, check, fit, opts)
     step(f"done: {out} ({fit.device_slices} of {len(slices)} slices on {board.name})")
     return manifest
+
+
+def _verify_cached(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Dataset, cache: Path) -> dict:
+    """:func:`_verify`, reused when the model, every slice and the evaluation set are unchanged."""
+    h = hashlib.sha256(ckpt.model_hash().encode())
+    for s in slices:
+        h.update(s.tflite)
+    h.update(ds.x.tobytes())
+    h.update(ds.y.tobytes())
+    path = cache / f"verify-{h.hexdigest()[:32]}.json"
+    if path.is_file():
+        check = json.loads(path.read_text())
+        check["lut"] = np.array(check["lut"], dtype=np.int8)
+        check["arena"] = [tuple(a) for a in check["arena"]]
+        return check
+    check = _verify(ckpt, slices, ds)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**check, "lut": check["lut"].tolist()}))
+    return check
 
 
 def _verify(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Dataset) -> dict:

@@ -198,16 +198,23 @@ def test_c_policy_decides_like_python_on_every_step(built, tiny_model, cache, tm
     assert c.stdout.splitlines() == expected
 
 
-def test_unchanged_rebuild_converts_nothing(tiny_model, cache, tmp_path, monkeypatch):
+def test_unchanged_rebuild_converts_nothing_and_writes_the_same(built, tiny_model, cache, tmp_path, monkeypatch):
     import onnx2tf
+
+    from converter import verify as verify_module
 
     def no_conversion(**_):
         raise AssertionError("onnx2tf called although every slice is cached")
 
+    def no_verification(*_args, **_kwargs):
+        raise AssertionError("the chain was verified again although nothing changed")
+
     monkeypatch.setattr(onnx2tf, "convert", no_conversion)
-    run(
+    monkeypatch.setattr(verify_module, "run_chain", no_verification)
+    again = run(
         BuildOptions(board="nano33", model=str(tiny_model), out=tmp_path / "again", cache_dir=cache), say=lambda _: None
     )
+    assert json.dumps(again, sort_keys=True) == json.dumps(built[1], sort_keys=True)
 
 
 @pytest.mark.parametrize(
