@@ -67,7 +67,7 @@ def main() -> None:
     p.add_argument("--cifar-dir", default=str(SHARED / "cifar10-jpeg"))
     p.add_argument("--fmnist-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--mlperf-dir", default=str(SHARED / "mlperf-tiny"))
-    p.add_argument("--cifar-samples", type=int, help="verify cifar10 on the first N test images only")
+    p.add_argument("--cifar-samples", type=int, help="verify cifar10 on N random test images only")
     args = p.parse_args()
     results = {
         "fashion-mnist": build("fashion-mnist", args.fmnist_dir, None),

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device-slices", type=int, help="force this many slices onto the device")
     b.add_argument("--out", type=Path, help="output folder (default build/<board>)")
     b.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="conversion cache (default %(default)s)")
-    b.add_argument("--eval-samples", type=int, help="evaluate on the first N test samples only")
+    b.add_argument("--eval-samples", type=int, help="verify on N test samples drawn at random (seeded)")
     b.add_argument("--thresholds", type=float, nargs="+", help="confidence threshold per exit (default 0.9 each)")
     b.set_defaults(func=_build)
     policy_commands.add_parser(sub)

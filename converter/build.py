@@ -58,10 +58,11 @@ def _samples(ckpt: checkpoint.Checkpoint, opts: BuildOptions) -> tuple[np.ndarra
     except data.DataError as err:
         raise ConvertError(f"calibration data is missing: {err}") from None
     pick = np.random.default_rng(0).choice(len(train), CALIBRATION_SAMPLES, replace=False)
-    if opts.eval_samples:
-        test = data.Dataset(
-            test.name, test.split, test.x[: opts.eval_samples], test.y[: opts.eval_samples], test.classes
-        )
+    if opts.eval_samples and opts.eval_samples < len(test):
+        # a seeded random subset: test sets may be sorted by class
+        keep = np.sort(np.random.default_rng(1).choice(len(test), opts.eval_samples, replace=False))
+        split = f"{test.split}[{opts.eval_samples} random]"
+        test = data.Dataset(test.name, split, test.x[keep], test.y[keep], test.classes)
     return train.x[np.sort(pick)], test
 
 
