@@ -1,0 +1,81 @@
+// The TFLite Micro seam: every device slice in turn in one shared arena. See tflm_runner.h.
+#include "tflm_runner.h"
+
+#include <string.h>
+
+#include "ee_model.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+namespace {
+
+alignas(16) uint8_t g_arena[EE_ARENA_BYTES];
+
+// The ops of all device slices, registered on first use (no global constructor).
+const tflite::MicroOpResolver& Ops() {
+  static tflite::MicroMutableOpResolver<EE_NUM_OPS> resolver;
+  static bool registered = false;
+  if (!registered) {
+    EE_REGISTER_OPS(resolver);
+    registered = true;
+  }
+  return resolver;
+}
+
+size_t InputBytes(int slice) { return slice == 0 ? EEC_INPUT_BYTES : ee_slices[slice - 1].trunk_bytes; }
+
+// Copies the interpreter's outputs into `out`: the logits are the (1, EE_NUM_CLASSES) tensor, the
+// trunk the one of ee_slices[slice].trunk_bytes (converters do not keep the output order).
+int CopyOutputs(tflite::MicroInterpreter& interpreter, int slice, eec_slice_out* out) {
+  const TfLiteTensor* logits = nullptr;
+  const TfLiteTensor* trunk = nullptr;
+  const unsigned int trunk_bytes = ee_slices[slice].trunk_bytes;
+  for (size_t i = 0; i < interpreter.outputs_size(); ++i) {
+    const TfLiteTensor* t = interpreter.output(i);
+    if (t == nullptr || t->type != kTfLiteInt8) {
+      return -1;
+    }
+    if (t->dims->size == 2 && t->bytes == EE_NUM_CLASSES) {
+      logits = t;
+    } else if (trunk_bytes != 0 && t->bytes == trunk_bytes && t->dims->size <= static_cast<int>(EEP_MAX_RANK)) {
+      trunk = t;
+    }
+  }
+  if (logits == nullptr || (trunk_bytes != 0 && trunk == nullptr)) {
+    return -1;
+  }
+  memcpy(out->logits, logits->data.int8, EE_NUM_CLASSES);
+  if (trunk != nullptr) {
+    memcpy(out->trunk, trunk->data.int8, trunk_bytes);
+    out->trunk_rank = static_cast<uint8_t>(trunk->dims->size);
+    for (int d = 0; d < trunk->dims->size; ++d) {
+      out->trunk_dims[d] = static_cast<uint16_t>(trunk->dims->data[d]);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int eefw_run_slice(void* user, int slice, const int8_t* input, eec_slice_out* out) {
+  (void)user;
+  const tflite::Model* model = tflite::GetModel(ee_slices[slice].tflite);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    return -1;
+  }
+  // Built anew for every slice: the allocator it creates in g_arena replaces the previous one.
+  tflite::MicroInterpreter interpreter(model, Ops(), g_arena, sizeof g_arena);
+  if (interpreter.AllocateTensors() != kTfLiteOk || interpreter.inputs_size() != 1) {
+    return -1;
+  }
+  TfLiteTensor* in = interpreter.input(0);
+  if (in == nullptr || in->type != kTfLiteInt8 || in->bytes != InputBytes(slice)) {
+    return -1;
+  }
+  memcpy(in->data.int8, input, in->bytes);
+  if (interpreter.Invoke() != kTfLiteOk) {
+    return -1;
+  }
+  return CopyOutputs(interpreter, slice, out);
+}

@@ -1,0 +1,193 @@
+"""``python -m host bridge|simulate|cloud|demo``: the host side of the serial offload system."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+from earlyexit.data import DataError
+from host import bundle as bundles
+from host import demo
+from host.bridge import Bridge
+from host.bundle import BundleError
+from host.cloud import CloudClient, CloudServer
+from host.edge import EdgeService
+from host.link import open_serial
+from host.ports import PortError, loopback, resolve
+from host.simulator import Simulator
+
+log = logging.getLogger("host")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _edge_slices(b: bundles.Bundle, cloud: bool, edge_slices: int | None) -> int:
+    """The slices the edge runs before the cloud's (0 without a cloud), checked against the bundle."""
+    if not cloud:
+        if edge_slices is not None:
+            raise ValueError("--edge-slices needs --cloud; without one the edge runs every slice above the device's")
+        return 0
+    above = len(b.slices) - b.device_slices
+    n = 0 if edge_slices is None else edge_slices
+    if not 0 <= n < above:
+        raise ValueError(
+            f"--edge-slices {n}: {above} slice(s) run above the device; the edge can take 0..{above - 1} of them "
+            "and leave the rest to the cloud"
+        )
+    return n
+
+
+def _printer():
+    lock = threading.Lock()
+
+    def emit(record: dict) -> None:
+        with lock:
+            print(json.dumps(record), flush=True)
+
+    return emit
+
+
+def cmd_bridge(args: argparse.Namespace) -> None:
+    cloud = loopback(args.cloud) if args.cloud else None
+    b = bundles.load(args.bundle)
+    edge_slices = _edge_slices(b, cloud is not None, args.edge_slices)
+    ports = resolve(args.port)
+    requests = (sys.stdin if args.requests == "-" else open(args.requests)) if args.requests else None
+    bridge = Bridge(
+        b,
+        ports,
+        lambda: EdgeService(b, CloudClient(*cloud) if cloud else None, edge_slices),
+        _printer(),
+        args.baud,
+        args.answer_timeout,
+    )
+    bridge.start()
+    log.info("bridge serving %s with model %s (device slices 1..%d)", ", ".join(ports), b.model_hash, b.device_slices)
+    requests_done = threading.Event()
+    if requests is not None:
+
+        def read() -> None:
+            with requests:
+                bridge.submit_lines(requests)
+            requests_done.set()
+
+        threading.Thread(target=read, name="requests", daemon=True).start()
+    try:
+        while not (requests_done.is_set() and bridge.idle):
+            time.sleep(0.05)
+    finally:
+        bridge.stop()
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    b = bundles.load(args.bundle)
+    link = open_serial(args.port, args.baud)
+    try:
+        simulator = Simulator(b, link, args.deadline_ms)
+        log.info("simulating %s (slices 1..%d of %s) on %s", b.board, b.device_slices, b.model_hash, args.port)
+        simulator.run(threading.Event())
+    finally:
+        link.close()
+
+
+def cmd_cloud(args: argparse.Namespace) -> None:
+    address = loopback(args.listen)
+    server = CloudServer(bundles.load(args.bundle), address)
+    host, port = server.server_address[:2]
+    print(f"listening on {host}:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.1)
+    finally:
+        server.close()
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    b = bundles.load(args.bundle)
+    edge_slices = _edge_slices(b, args.cloud, args.edge_slices)
+    faults = frozenset(f.strip() for f in args.faults.split(",") if f.strip()) if args.faults else frozenset()
+    opts = demo.DemoOptions(
+        samples=args.samples,
+        data_dir=args.data_dir,
+        faults=faults,
+        cloud=args.cloud,
+        edge_slices=edge_slices,
+        deadline_ms=args.deadline_ms,
+        port=args.port,
+        baud=args.baud,
+    )
+    summary = demo.run(b, opts)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"{summary['answered']}/{summary['samples']} answered, {summary['duplicates']} duplicates, accuracy "
+        f"{summary['accuracy']:.4f} (offline {summary['offline_accuracy']:.4f}), decisions match: "
+        f"{summary['decisions_match']}, offload rate {summary['offload_rate']:.3f}, p50 "
+        f"{summary['latency_ms']['p50']} ms; wrote {args.json}"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m host", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    bundle_help = "build bundle written by `python -m converter build` (e.g. build/nano33)"
+
+    b = sub.add_parser("bridge", help="serve devices on serial ports: handshake, offloads, one JSON line per answer")
+    b.add_argument("--bundle", required=True, help=bundle_help)
+    b.add_argument("--port", action="append", required=True, help="serial port, pty, pyserial URL or auto (repeatable)")
+    b.add_argument("--baud", type=int, default=115200, help="default %(default)s")
+    b.add_argument("--cloud", metavar="HOST:PORT", help="cloud tier to offload to (loopback only)")
+    b.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs before offloading (default 0)")
+    b.add_argument("--requests", metavar="FILE|-", help="JSON lines of INFER requests; exit once all are answered")
+    b.add_argument("--answer-timeout", type=float, default=5.0, help="seconds before resending an INFER (default 5)")
+    b.set_defaults(func=cmd_bridge)
+
+    s = sub.add_parser("simulate", help="stand in for the microcontroller on a pty or pyserial URL")
+    s.add_argument("--bundle", required=True, help=bundle_help)
+    s.add_argument("--port", required=True, help="pty path or pyserial URL the bridge is connected to")
+    s.add_argument("--baud", type=int, default=115200, help="default %(default)s")
+    s.add_argument("--deadline-ms", type=float, default=1000.0, help="latency budget per request (default 1000)")
+    s.set_defaults(func=cmd_simulate)
+
+    c = sub.add_parser("cloud", help="serve OFFLOAD requests over TCP on a loopback address")
+    c.add_argument("--bundle", required=True, help=bundle_help)
+    c.add_argument("--listen", required=True, metavar="HOST:PORT", help="loopback address (port 0: any free port)")
+    c.set_defaults(func=cmd_cloud)
+
+    d = sub.add_parser("demo", help="simulator + bridge (+ cloud) over pseudo-terminals, compared with offline")
+    d.add_argument("--bundle", required=True, help=bundle_help)
+    d.add_argument("--samples", type=int, required=True, help="how many test samples to send")
+    d.add_argument("--data-dir", help="the model's dataset (default: bundled Fashion-MNIST samples)")
+    d.add_argument("--faults", help=f"comma-separated: {', '.join(demo.FAULTS)}")
+    d.add_argument("--cloud", action="store_true", help="also start a cloud tier")
+    d.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs (default 0)")
+    d.add_argument("--deadline-ms", type=float, default=1000.0, help="the device's latency budget (default 1000)")
+    d.add_argument("--port", help="run against a flashed board on this port instead of the simulator")
+    d.add_argument("--baud", type=int, default=115200, help="default %(default)s")
+    d.add_argument("--json", required=True, help="summary file to write")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    except (BundleError, PortError, demo.DemoError, DataError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Frames over a byte stream (serial port, pty, pyserial URL or TCP socket) behind one small class."""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from typing import Protocol
+
+import serial
+
+from host.protocol import Frame, FrameReader, Message, encode
+
+READ_TIMEOUT_S = 0.02
+WRITE_TIMEOUT_S = 2.0
+
+
+class Stream(Protocol):
+    def read_some(self) -> bytes: ...
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class SerialStream:
+    """A pyserial port: waits up to READ_TIMEOUT_S for the first byte, then takes what has arrived."""
+
+    def __init__(self, port: serial.SerialBase) -> None:
+        self.port = port
+
+    def read_some(self) -> bytes:
+        return self.port.read(self.port.in_waiting or 1)
+
+    def write(self, data: bytes) -> None:
+        self.port.write(data)
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class SocketStream:
+    """A connected TCP socket; the peer closing it raises ConnectionError."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def read_some(self) -> bytes:
+        if not select.select([self.sock], [], [], READ_TIMEOUT_S)[0]:
+            return b""
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("connection closed by the peer")
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Link:
+    """Send messages and receive whole frames; counts bytes both ways. ``send`` is thread-safe."""
+
+    def __init__(self, stream: Stream, name: str) -> None:
+        self.stream, self.name = stream, name
+        self.reader = FrameReader()
+        self.bytes_sent = self.bytes_received = 0
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self.stream.write(data)
+            self.bytes_sent += len(data)
+
+    def send(self, message: Message, request_id: int) -> int:
+        """Encode and send one message; returns its size on the wire."""
+        wire = encode(message, request_id)
+        self.write(wire)
+        return len(wire)
+
+    def receive(self) -> list[Frame]:
+        """The frames completed by what arrived within about READ_TIMEOUT_S (bad ones are dropped)."""
+        data = self.stream.read_some()
+        self.bytes_received += len(data)
+        return self.reader.feed(data) if data else []
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def open_serial(url: str, baud: int) -> Link:
+    """A serial port, pty path or pyserial URL (``loop://``, ``socket://``, ...)."""
+    port = serial.serial_for_url(url, baudrate=baud, timeout=READ_TIMEOUT_S, write_timeout=WRITE_TIMEOUT_S)
+    return Link(SerialStream(port), url)
+
+
+def connect_tcp(host: str, port: int, timeout: float) -> Link:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.settimeout(WRITE_TIMEOUT_S)
+    return Link(SocketStream(sock), f"{host}:{port}")

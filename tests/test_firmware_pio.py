@@ -1,0 +1,43 @@
+"""platformio.ini parses offline and names what the firmware build needs."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, dict[str, object]]:
+    if shutil.which("pio") is None:
+        pytest.skip("needs PlatformIO's pio (pip install platformio)")
+    result = subprocess.run(
+        ["pio", "project", "config", "--json-output", "-d", str(ROOT)], capture_output=True, text=True, check=True
+    )
+    return {section: dict(options) for section, options in json.loads(result.stdout)}
+
+
+def test_board_native_and_demo_environments(config):
+    assert {"env:nano33ble", "env:nano33ble_demo", "env:native"} <= set(config)
+    board = config["env:nano33ble"]
+    assert (board["platform"], board["board"], board["framework"]) == ("nordicnrf52", "nano33ble", ["arduino"])
+    assert any(dep.startswith("spaziochirale/Chirale_TensorFLowLite") for dep in board["lib_deps"])
+    assert config["env:native"]["platform"] == "native" and config["env:native"]["test_framework"] == "unity"
+
+
+def test_paths_point_at_the_firmware_and_the_generated_bundle(config):
+    pio = config["platformio"]
+    for key in ("src_dir", "lib_dir", "test_dir"):
+        assert Path(pio[key]).is_dir(), key
+    assert (Path(pio["test_dir"]) / "test_core" / "test_main.c").is_file()
+    bundle = config["bundle"]["dir"]
+    assert f"-I{ROOT / bundle}" in config["env:nano33ble"]["build_flags"]
+    wanted = {f"+<../../{bundle}/{name}>" for name in ("ee_model_data.cc", "ee_policy.c")}
+    assert wanted <= set(config["env:nano33ble"]["build_src_filter"])
+    assert wanted | {f"+<../../{bundle}/ee_demo_samples.c>"} <= set(config["env:nano33ble_demo"]["build_src_filter"])
+    native = config["env:native"]
+    for entry in native["build_src_filter"][1:]:
+        assert (Path(pio["src_dir"]) / entry[2:-1]).is_file(), entry

@@ -1,0 +1,58 @@
+"""Software in the loop: simulator, bridge and cloud as processes over pseudo-terminals, against offline."""
+
+import json
+
+import pytest
+
+from earlyexit import data
+from host import bundle as bundles
+from host import demo, offline
+from host.__main__ import main
+from tests.test_host_bundle import tiny_bundle
+
+SAMPLES = 16
+
+
+@pytest.fixture(scope="module")
+def bundle(request, tmp_path_factory):
+    return bundles.load(tiny_bundle(request, tmp_path_factory))
+
+
+def _exactly_once(summary):
+    assert summary["samples"] == summary["answered"] == SAMPLES and summary["duplicates"] == 0
+
+
+def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, capsys):
+    out = tmp_path / "demo.json"
+    assert main(["demo", "--bundle", str(bundle.root), "--samples", str(SAMPLES), "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert set(summary) == {
+        "samples", "answered", "duplicates", "accuracy", "offline_accuracy", "decisions_match",
+        "offload_rate", "bytes_sent", "latency_ms", "faults",
+    }  # fmt: skip
+    _exactly_once(summary)
+    assert summary["decisions_match"] is True and summary["accuracy"] == summary["offline_accuracy"]
+    assert 0 < summary["offload_rate"] < 1 and summary["bytes_sent"] > SAMPLES * 16 * 16 * 3
+    assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+    assert summary["faults"] == {"kinds": [], "frames_damaged": 0, "bridge_restarts": 0, "fallback_answers": 0}
+    assert "decisions match: True" in capsys.readouterr().out
+
+
+def test_demo_with_a_cloud_tier_matches_offline(bundle):
+    summary = demo.run(bundle, demo.DemoOptions(samples=SAMPLES, cloud=True, edge_slices=1))
+    _exactly_once(summary)
+    assert summary["decisions_match"] is True
+    reference = offline.evaluate(bundle, data.load("synthetic", "test").x[:SAMPLES], edge_slices=1)
+    assert {d.tier for d in reference} == {0, 1, 2}, "every tier answers some samples"
+
+
+@pytest.mark.parametrize("fault", ["drop", "corrupt", "kill-edge"])
+def test_every_request_is_answered_exactly_once_despite(bundle, fault):
+    summary = demo.run(bundle, demo.DemoOptions(samples=SAMPLES, faults=frozenset({fault}), deadline_ms=300))
+    _exactly_once(summary)
+    faults = summary["faults"]
+    assert faults["fallback_answers"] > 0, "the device's fallback answered some requests"
+    if fault == "kill-edge":
+        assert faults["bridge_restarts"] == 1 and faults["frames_damaged"] == 0
+    else:
+        assert faults["frames_damaged"] > 0 and faults["bridge_restarts"] == 0
