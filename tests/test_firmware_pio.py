@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _pio() -> str | None:
+    """pio beside this interpreter (a venv not on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / "pio"
+    return str(beside) if beside.is_file() else shutil.which("pio")
+
+
 @pytest.fixture(scope="module")
 def config() -> dict[str, dict[str, object]]:
-    if shutil.which("pio") is None:
+    pio = _pio()
+    if pio is None:
         pytest.skip("needs PlatformIO's pio (pip install platformio)")
     result = subprocess.run(
-        ["pio", "project", "config", "--json-output", "-d", str(ROOT)], capture_output=True, text=True, check=True
+        [pio, "project", "config", "--json-output", "-d", str(ROOT)], capture_output=True, text=True, check=True
     )
     return {section: dict(options) for section, options in json.loads(result.stdout)}
 
