@@ -73,3 +73,16 @@ def with_input_quantization(data: bytes, scale: float, zero_point: int) -> bytes
     builder = flatbuffers.Builder(len(data) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def fully_connected_weight_scales(data: bytes) -> list[int]:
+    """How many quantization scales each FULLY_CONNECTED op's weight tensor carries."""
+    model = _model(data)
+    sg = model.subgraphs[0]
+    fc = [
+        op
+        for op in sg.operators
+        if _OP_NAMES.get(runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]))
+        == "FULLY_CONNECTED"
+    ]
+    return [len(sg.tensors[op.inputs[1]].quantization.scale) for op in fc]

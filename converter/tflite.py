@@ -45,6 +45,10 @@ TFLM_OPS = {
 }
 
 
+# Part of every cache key: change it whenever the conversion itself changes.
+CONVERSION_SETTINGS = "int8; per-channel conv; per-tensor fully-connected"
+
+
 def export_onnx(slice_module: Slice, input_shape: tuple[int, ...], path: Path) -> None:
     """Export one slice (NCHW, batch 1) with the TorchScript exporter at opset 13.
 
@@ -78,7 +82,8 @@ def onnx_to_int8(onnx_path: Path, calibration: np.ndarray, cache_dir: Path) -> b
 
     Cached by the hash of the ONNX file and of the calibration array.
     """
-    h = hashlib.sha256(onnx_path.read_bytes())
+    h = hashlib.sha256(CONVERSION_SETTINGS.encode())
+    h.update(onnx_path.read_bytes())
     h.update(np.ascontiguousarray(calibration, dtype=np.float32).tobytes())
     cached = cache_dir / f"{h.hexdigest()[:32]}.tflite"
     if cached.is_file():
@@ -112,6 +117,9 @@ def onnx_to_int8(onnx_path: Path, calibration: np.ndarray, cache_dir: Path) -> b
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
+        # TFLM's Arduino library (Chirale 2.0.0) applies one multiplier to every output of a
+        # FULLY_CONNECTED: per-channel dense weights would give wrong logits on the board.
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
         try:
             with _quiet():
                 data = conv.convert()

@@ -94,6 +94,14 @@ def test_manifest_schema_and_files(built):
     assert (out / "report.md").read_text().startswith("# Build report") and (out / "report.png").stat().st_size > 0
 
 
+def test_fully_connected_weights_are_per_tensor(built):
+    from converter import flatbuf
+
+    out, manifest = built
+    for s in manifest["slices"]:
+        assert flatbuf.fully_connected_weight_scales((out / s["file"]).read_bytes()) == [1]
+
+
 def test_handoff_quantization_is_exact(built):
     slices = built[1]["slices"]
     for a, b in zip(slices, slices[1:]):
