@@ -87,7 +87,11 @@ void CheckSlices() {
       if (!ran) {
         continue;
       }
-      Check(memcmp(logits, g_expected[s].logits[k], EE_NUM_CLASSES) == 0, "logits", s, k);
+      const bool same = memcmp(logits, g_expected[s].logits[k], EE_NUM_CLASSES) == 0;
+      Check(same, "logits", s, k);
+      for (int j = 0; !same && j < EE_NUM_CLASSES; ++j) {
+        printf("  class %d: %d here, %d in Python TFLM\n", j, logits[j], g_expected[s].logits[k][j]);
+      }
       const unsigned n = ee_slices[k].trunk_bytes;
       unsigned product = out.trunk_rank > 0 ? 1 : 0;
       for (unsigned d = 0; d < out.trunk_rank; ++d) {
