@@ -209,7 +209,9 @@ class PortWorker(threading.Thread):
         mine = self._mine(rid)
         if mine is not None:
             mine.wire_bytes += len(encode(message, rid))
-        if isinstance(message, Hello):
+        if isinstance(message, Pong):  # before Ping: Pong subclasses it
+            pass
+        elif isinstance(message, Hello):
             self._hello(message)
         elif isinstance(message, Ping):
             self.link.send(Pong(message.timestamp_us), rid)
@@ -222,7 +224,7 @@ class PortWorker(threading.Thread):
             self._answer(rid, message, mine)
         elif isinstance(message, Error):
             log.warning("%s: device error %d for request %d: %s", self.url, message.code, rid, message.message)
-        elif not isinstance(message, Pong):
+        else:
             log.warning("%s: ignoring %s from the device", self.url, message.TYPE.name)
 
     def _hello(self, hello: Hello) -> None:

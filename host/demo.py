@@ -52,7 +52,7 @@ class DemoOptions:
     faults: frozenset[str] = frozenset()
     cloud: bool = False
     edge_slices: int = 0
-    deadline_ms: float = 1000.0
+    deadline_ms: float = 500.0
     port: str | None = None  # a real board instead of the simulator
     baud: int = 115200
     seed: int = 0

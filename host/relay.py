@@ -37,6 +37,7 @@ class Relay(threading.Thread):
     ) -> None:
         super().__init__(name="relay", daemon=True)
         self.ends = {device_fd: (UP, edge_fd), edge_fd: (DOWN, device_fd)}
+        self.outbox = {device_fd: bytearray(), edge_fd: bytearray()}  # what is still to be written to each end
         self.damage = sorted(set(damage) & set(DAMAGE))
         self.seed, self.on_frame = seed, on_frame
         self.pending = {UP: bytearray(), DOWN: bytearray()}
@@ -45,16 +46,25 @@ class Relay(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        """Never blocks on a write: a blocked end must not stop the other direction."""
+        for fd in self.ends:
+            os.set_blocking(fd, False)
         while not self.stopped.is_set():
-            ready, _, _ = select.select(list(self.ends), [], [], 0.05)
-            for fd in ready:
+            pending = [fd for fd, out in self.outbox.items() if out]
+            readable, writable, _ = select.select(list(self.ends), pending, [], 0.05)
+            for fd in writable:
+                try:
+                    del self.outbox[fd][: os.write(fd, self.outbox[fd])]
+                except BlockingIOError:
+                    pass
+            for fd in readable:
                 try:
                     data = os.read(fd, 65536)
-                except OSError:  # the other side of this pty is closed for now
+                except (BlockingIOError, OSError):  # OSError: nobody has the other side of this pty open
                     continue
                 direction, out = self.ends[fd]
                 for frame in self._frames(direction, data):
-                    _write_all(out, frame)
+                    self.outbox[out] += frame
 
     def stop(self) -> None:
         self.stopped.set()
@@ -87,9 +97,3 @@ class Relay(threading.Thread):
             for _ in range(rng.randint(1, 3)):
                 body[rng.randrange(len(body))] ^= rng.randrange(1, 256)
         return bytes(body) + b"\x00"
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

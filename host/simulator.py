@@ -1,10 +1,12 @@
-"""A stand-in for the microcontroller: the device slices in TFLite Micro, the firmware's policy, the protocol.
+"""A stand-in for the microcontroller: the device slices in TFLite Micro, the firmware's policy and protocol.
 
-It behaves as docs/bridge.md describes the device: HELLO at boot and after every PING
-until the edge acknowledges the model; INFER requests run one at a time (a few queue up);
-an OFFLOAD waits at most the request's remaining deadline for the edge's RESULT, else the
-device answers from its deepest exit with the fallback flag. Every INFER gets exactly one
-final RESULT; an INFER repeated for an answered request gets that answer again.
+It behaves like the firmware's portable core (firmware/lib/eecore, docs/firmware.md): HELLO at
+boot and after every PING until acknowledged; one request at a time (an INFER meanwhile gets
+ERROR busy); after each slice EXIT answers, a passed budget (deadline less margin, from the
+INFER's arrival) answers with the fallback flag, and the last device exit offloads when
+acknowledged (else answers, no fallback); while it waits, the edge's RESULT is echoed, an
+ERROR from the edge or the budget running out answers from the deepest exit with the
+fallback flag. TELEMETRY precedes every final RESULT; late RESULTs are ignored.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from converter import verify
-from converter.threshold import EXIT, OFFLOAD
+from converter import boards, verify
+from converter.threshold import EXIT
 from host.bundle import Bundle
 from host.edge import split_outputs
 from host.link import Link
@@ -40,26 +41,30 @@ from host.protocol import (
 log = logging.getLogger("host.simulator")
 
 FW_VERSION = 1
-QUEUE = 4  # INFER requests waiting behind the one running; more are refused as busy
-ANSWERS = 16  # final answers kept to repeat for a re-sent INFER
+MARGIN_US = 5_000  # the firmware's EEFW_MARGIN_US: stop waiting for the edge this long before the deadline
+
+
+@dataclass
+class _Request:
+    request_id: int
+    started: float  # monotonic seconds at the INFER's arrival
+    micros: list[tuple[int, int]]  # (slice from 1, microseconds) per slice run
+    local: Result | None = None  # the deepest exit's answer so far
 
 
 class Simulator:
-    """Runs slices 1..device_slices of ``bundle`` for INFER requests arriving on ``link``."""
+    """Runs slices 1..device_slices of ``bundle`` for the INFER requests arriving on ``link``."""
 
     def __init__(self, bundle: Bundle, link: Link, deadline_ms: float) -> None:
         self.bundle, self.link = bundle, link
+        self.budget_s = max(deadline_ms * 1e3 - MARGIN_US, 0) / 1e6
         self.deadline_us = int(deadline_ms * 1e3)
-        d = bundle.device_slices
-        self.runners = [verify.tflm_runner(s) for s in bundle.slices[:d]]
-        self.policy = bundle.policy(d)
+        self.power_uw = 1e3 * boards.load(bundle.board).active_power_mw
+        self.runners = [verify.tflm_runner(s) for s in bundle.slices[: bundle.device_slices]]
+        self.policy = bundle.policy(bundle.device_slices)
         self.lut = bundle.input_lut()
-        self.energy_uj = [1e3 * (s["estimated_energy_mj"] or 0.0) for s in bundle.manifest["slices"][:d]]
-        self.hash = bytes.fromhex(bundle.model_hash)
         self.acknowledged = False
-        self.waiting: deque[tuple[int, Infer]] = deque()
-        self.answers: OrderedDict[int, Result] = OrderedDict()
-        self.running: int | None = None
+        self.waiting: _Request | None = None  # offloaded, waiting for the edge
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set (link errors propagate)."""
@@ -68,16 +73,18 @@ class Simulator:
         while not stop.is_set():
             for frame in self.link.receive():
                 self._handle(frame)
-            if self.waiting:
-                self._infer(*self.waiting.popleft())
+            late = self.waiting
+            if late is not None and time.monotonic() - late.started >= self.budget_s:
+                log.info("request %d: no edge answer in time, answering from exit %d", late.request_id, late.local.exit)
+                self._finish(late, late.local, fallback=True)
 
     def _hello(self) -> None:
-        self.link.send(Hello(FW_VERSION, self.bundle.board, self.hash), 0)
+        self.link.send(Hello(FW_VERSION, self.bundle.board, bytes.fromhex(self.bundle.model_hash)), 0)
 
-    def _handle(self, frame: Frame) -> Result | None:
-        """Act on one frame; returns the edge's RESULT when it answers the running request."""
+    def _handle(self, frame: Frame) -> None:
         message, rid = frame.message, frame.request_id
-        if isinstance(message, Ping):
+        waited = self.waiting if self.waiting is not None and self.waiting.request_id == rid else None
+        if isinstance(message, Ping) and not isinstance(message, Pong):  # Pong subclasses Ping
             self.link.send(Pong(message.timestamp_us), rid)
             if not self.acknowledged:
                 self._hello()
@@ -86,73 +93,65 @@ class Simulator:
             if not message.accepted:
                 log.warning("the edge refused this model (%s): answering from the device's exits only", message.reason)
         elif isinstance(message, Infer):
-            self._queue(rid, message)
-        elif isinstance(message, Result):
-            if rid == self.running:
-                return message
-            log.info("late or unknown edge RESULT for request %d dropped", rid)
-        elif isinstance(message, Error):
-            log.warning("edge error %d for request %d: %s", message.code, rid, message.message)
-        elif not isinstance(message, Pong):
-            log.warning("ignoring %s from the edge", message.TYPE.name)
-        return None
-
-    def _queue(self, rid: int, infer: Infer) -> None:
-        if rid in self.answers:
-            self.link.send(self.answers[rid], rid)
-        elif rid == self.running or any(rid == r for r, _ in self.waiting):
-            log.info("request %d is already being served", rid)
-        elif len(self.waiting) >= QUEUE:
-            self.link.send(Error(ErrorCode.BUSY, f"{QUEUE} requests already waiting"), rid)
+            self._infer(rid, message)
+        elif isinstance(message, Result) and waited is not None:
+            self._finish(waited, Result(message.label, message.confidence_q15, message.exit, message.tier))
+        elif isinstance(message, Error) and waited is not None:
+            log.info("request %d: the edge cannot continue it (%s): answering on the device", rid, message.message)
+            self._finish(waited, waited.local, fallback=True)
         else:
-            self.waiting.append((rid, infer))
+            log.debug("ignoring %s %d", message.TYPE.name, rid)
 
     def _infer(self, rid: int, infer: Infer) -> None:
-        if tuple(infer.shape) != self.bundle.input_shape:
-            self.link.send(Error(ErrorCode.MALFORMED, f"image {infer.shape}, expected {self.bundle.input_shape}"), rid)
+        if self.waiting is not None:
+            self.link.send(Error(ErrorCode.BUSY, "busy"), rid)
             return
-        started = time.monotonic()
-        self.running = rid
+        if tuple(infer.shape) != self.bundle.input_shape:
+            self.link.send(Error(ErrorCode.MALFORMED, "input shape"), rid)
+            return
+        request = _Request(rid, time.monotonic(), [])
         pixels = np.frombuffer(infer.pixels, np.uint8).reshape(1, *infer.shape)
         h = verify.quantize_images(pixels, self.lut)
-        micros: list[tuple[int, int]] = []
+        last, fallback = len(self.runners) - 1, False
         for k, run in enumerate(self.runners):
             t0 = time.perf_counter_ns()
             logits, trunk = split_outputs(run(h))
-            micros.append((k + 1, (time.perf_counter_ns() - t0) // 1000))
-            answer = Result(int(np.argmax(logits)), self.policy.confidence_q15(k, logits), k + 1, Tier.DEVICE)
-            action = self.policy.decide(k, logits)
-            if action == EXIT:
+            request.micros.append((k + 1, (time.perf_counter_ns() - t0) // 1000))
+            request.local = Result(int(np.argmax(logits)), self.policy.confidence_q15(k, logits), k + 1, Tier.DEVICE)
+            if self.policy.decide(k, logits) == EXIT:
                 break
-            if action == OFFLOAD:
-                answer = self._offload(rid, k, trunk, micros, answer, started)
+            if time.monotonic() - request.started >= self.budget_s:
+                fallback = True
                 break
+            if k == last:
+                if self.acknowledged and trunk is not None:
+                    self._offload(request, k, trunk)
+                    return
+                break  # not acknowledged: the device's own answer
             h = trunk
-        self.link.send(Telemetry(tuple(micros)), rid)
-        self.link.send(answer, rid)
-        self.running = None
-        self.answers[rid] = answer
-        while len(self.answers) > ANSWERS:
-            self.answers.popitem(last=False)
+        self._finish(request, request.local, fallback)
 
-    def _offload(
-        self, rid: int, k: int, trunk: np.ndarray, micros: list[tuple[int, int]], local: Result, started: float
-    ) -> Result:
-        """The edge's answer if it comes in time, else ``local`` flagged as a fallback."""
-        left_us = self.deadline_us - int(1e6 * (time.monotonic() - started))
-        fallback = replace(local, fallback=True)
-        if not self.acknowledged or left_us <= 0:
-            return fallback
+    def _offload(self, request: _Request, k: int, trunk: np.ndarray) -> None:
+        spent_us = int(1e6 * (time.monotonic() - request.started))
         info = self.bundle.slices[k].trunk
-        spent_us = sum(us for _, us in micros)
-        energy_uj = int(sum(self.energy_uj[: k + 1]))
         self.link.send(
-            Offload(k + 1, trunk.shape, info.scale, info.zero_point, spent_us, energy_uj, left_us, trunk.tobytes()), rid
+            Offload(
+                k + 1,
+                trunk.shape,
+                info.scale,
+                info.zero_point,
+                spent_us,
+                int(spent_us * self.power_uw / 1e6),
+                max(self.deadline_us - spent_us, 0),
+                trunk.tobytes(),
+            ),
+            request.request_id,
         )
-        end = time.monotonic() + left_us / 1e6
-        while time.monotonic() < end:
-            edge = [r for r in map(self._handle, self.link.receive()) if r is not None]
-            if edge:
-                return edge[0]
-        log.info("request %d: no edge answer within %d us, answering from exit %d", rid, left_us, k + 1)
-        return fallback
+        self.waiting = request
+
+    def _finish(self, request: _Request, answer: Result, fallback: bool = False) -> None:
+        """TELEMETRY, then the request's one final RESULT."""
+        rid = request.request_id
+        self.link.send(Telemetry(tuple(request.micros)), rid)
+        self.link.send(Result(answer.label, answer.confidence_q15, answer.exit, answer.tier, fallback), rid)
+        self.waiting = None

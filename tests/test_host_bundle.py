@@ -42,6 +42,7 @@ def tiny_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         )
         work = tmp_path_factory.mktemp("host-bundle")
         cfg = config_for("fast", "synthetic", epochs=3, batch_size=64, lr=0.05)
+        torch.manual_seed(0)  # this fixture may run after any other test: the same weights every time
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a tiny model: threads only add contention (and change the weights)
         try:

@@ -24,7 +24,8 @@ def _exactly_once(summary):
 
 def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, capsys):
     out = tmp_path / "demo.json"
-    assert main(["demo", "--bundle", str(bundle.root), "--samples", str(SAMPLES), "--json", str(out)]) == 0
+    argv = ["demo", "--bundle", str(bundle.root), "--samples", str(SAMPLES), "--deadline-ms", "3000"]
+    assert main([*argv, "--json", str(out)]) == 0  # a generous deadline: no timeout even on a loaded machine
     summary = json.loads(out.read_text())
     assert set(summary) == {
         "samples", "answered", "duplicates", "accuracy", "offline_accuracy", "decisions_match",
@@ -39,7 +40,7 @@ def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, caps
 
 
 def test_demo_with_a_cloud_tier_matches_offline(bundle):
-    summary = demo.run(bundle, demo.DemoOptions(samples=SAMPLES, cloud=True, edge_slices=1))
+    summary = demo.run(bundle, demo.DemoOptions(samples=SAMPLES, cloud=True, edge_slices=1, deadline_ms=3000))
     _exactly_once(summary)
     assert summary["decisions_match"] is True
     reference = offline.evaluate(bundle, data.load("synthetic", "test").x[:SAMPLES], edge_slices=1)
@@ -51,8 +52,8 @@ def test_every_request_is_answered_exactly_once_despite(bundle, fault):
     summary = demo.run(bundle, demo.DemoOptions(samples=SAMPLES, faults=frozenset({fault}), deadline_ms=300))
     _exactly_once(summary)
     faults = summary["faults"]
-    assert faults["fallback_answers"] > 0, "the device's fallback answered some requests"
-    if fault == "kill-edge":
+    if fault == "kill-edge":  # the request in flight is answered by the device's fallback or sent again
         assert faults["bridge_restarts"] == 1 and faults["frames_damaged"] == 0
     else:
         assert faults["frames_damaged"] > 0 and faults["bridge_restarts"] == 0
+        assert faults["fallback_answers"] > 0, "lost offloads were answered by the device's fallback"
