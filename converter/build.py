@@ -92,7 +92,13 @@ def run(opts: BuildOptions, say=print) -> dict:
     check = _verify_cached(ckpt, slices, evaluation, opts.cache_dir)
     step("placing slices on tiers")
     needs = [
-        SliceNeeds(len(s.tflite), a[1], int(np.prod(s.input.shape)), int(np.prod(s.trunk.shape)) if s.trunk else 0)
+        SliceNeeds(
+            len(s.tflite),
+            a[1],
+            int(np.prod(s.input.shape)),
+            int(np.prod(s.trunk.shape)) if s.trunk else 0,
+            ckpt.arch.num_classes,
+        )
         for s, a in zip(slices, check["arena"])
     ]
     fit = place(needs, board, opts.device_slices)

@@ -1,8 +1,9 @@
 """Which slices run on the device: the longest prefix that fits the board's flash and RAM.
 
 Flash holds the device slices' flatbuffers beside the firmware's reserve. RAM holds one
-arena shared by all device slices (the largest one), the raw input, the hand-off buffer
-between slices, the offload frame buffer, and the firmware's reserve.
+arena shared by all device slices (the largest one), the device core's state (``eec_ctx`` in
+firmware/lib/eecore/eecore.h: frame buffers and hand-off buffers, sized from the model) and
+the firmware's reserve (OS, interpreter, stack: the board profile).
 """
 
 from __future__ import annotations
@@ -12,8 +13,29 @@ from dataclasses import dataclass
 from converter.boards import Board
 from converter.errors import ConvertError
 
-# Offload frame beyond the tensor: COBS overhead, header, quantization fields and CRC.
-FRAME_OVERHEAD_BYTES = 64
+# Mirrors of eecore.h / eeproto.h constants (tests compare core_ram_bytes with the compiled sizeof).
+_FRAME_FIXED = 6 + 4  # protocol header + CRC32
+_OFFLOAD_HEAD = 2 + 2 * 8 + 4 + 1 + 12  # exit, rank, dims up to rank 8, scale, zero point, 3 x u32
+_HELLO = 2 + 1 + 255 + 32  # fw version, board name length, name, model hash
+_ERROR = 2 + 1 + 255  # request id, code, message
+_INFER_HEAD = 6  # request id, h, w, c
+# eec_ctx's fixed members (callbacks, config, counters, reader and request state): measured on x86-64,
+# an upper bound for 32-bit targets.
+CORE_STATE_BYTES = 192
+
+
+def _frame_bytes(payload: int) -> int:
+    """Bytes of a COBS-encoded frame carrying ``payload`` bytes (EEP_FRAME_BYTES)."""
+    packet = payload + _FRAME_FIXED
+    return packet + packet // 254 + 2
+
+
+def core_ram_bytes(input_bytes: int, max_trunk_bytes: int, num_classes: int, device_slices: int) -> int:
+    """``sizeof(eec_ctx)`` for a model: receive frame, two hand-off buffers, outgoing payload and frame."""
+    act = max(input_bytes, max_trunk_bytes)
+    rx = max(_INFER_HEAD + input_bytes, _ERROR)
+    tx = max(_OFFLOAD_HEAD + act, _HELLO, 1 + 5 * device_slices)
+    return _frame_bytes(rx) + 2 * act + tx + _frame_bytes(tx) + num_classes + 5 * device_slices + CORE_STATE_BYTES
 
 
 @dataclass(frozen=True)
@@ -24,6 +46,7 @@ class SliceNeeds:
     arena_bytes: int
     input_bytes: int
     output_bytes: int  # its trunk activation (0 for the last slice)
+    num_classes: int  # its exit's int8 logits
 
 
 @dataclass(frozen=True)
@@ -46,9 +69,10 @@ def fit(needs: list[SliceNeeds], board: Board, device_slices: int) -> Fit:
     on_device = needs[:device_slices]
     if not on_device:
         return Fit(0, 0, board.model_flash_bytes, 0, board.model_ram_bytes)
-    handoff = max(n.output_bytes for n in on_device)
-    offload = max(max(n.input_bytes, n.output_bytes) for n in on_device) + FRAME_OVERHEAD_BYTES
-    ram = max(n.arena_bytes for n in on_device) + on_device[0].input_bytes + handoff + offload
+    core = core_ram_bytes(
+        on_device[0].input_bytes, max(n.output_bytes for n in on_device), on_device[0].num_classes, device_slices
+    )
+    ram = max(n.arena_bytes for n in on_device) + core
     flash = sum(n.flatbuffer_bytes for n in on_device)
     return Fit(device_slices, flash, board.model_flash_bytes, ram, board.model_ram_bytes)
 

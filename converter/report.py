@@ -52,7 +52,7 @@ Model `{manifest["model"]["hash"][:16]}` ({manifest["model"]["arch"]}, {manifest
 | resource | needed | available to the model |
 |---|---|---|
 | flash (device slices) | {fit["flash_needed"]:,} B | {fit["flash_available"]:,} B |
-| RAM (arena {fit["arena_bytes"]:,} B + I/O buffers) | {fit["ram_needed"]:,} B | {fit["ram_available"]:,} B |
+| RAM (arena {fit["arena_bytes"]:,} B + device core buffers) | {fit["ram_needed"]:,} B | {fit["ram_available"]:,} B |
 
 Verified on {v["samples"]} samples of `{v["dataset"]}`; TFLM and LiteRT (reference kernels)
 trunk activations identical at every boundary: {all(v["trunks_identical"])}.

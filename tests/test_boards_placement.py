@@ -1,10 +1,17 @@
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from converter import boards
 from converter.errors import ConvertError
-from converter.placement import FRAME_OVERHEAD_BYTES, SliceNeeds, fit, place
+from converter.placement import SliceNeeds, core_ram_bytes, fit, place
 from converter.threshold import EXIT, OFFLOAD, STAY, ThresholdPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_profile_loads_with_sources_cited():
@@ -47,17 +54,37 @@ def test_malformed_profiles_name_file_and_field(tmp_path, edit, message):
 
 
 NEEDS = [
-    SliceNeeds(100_000, 40_000, 3072, 8192),
-    SliceNeeds(300_000, 30_000, 8192, 4096),
-    SliceNeeds(500_000, 20_000, 4096, 2048),
-    SliceNeeds(900_000, 10_000, 2048, 0),
+    SliceNeeds(100_000, 40_000, 3072, 8192, 10),
+    SliceNeeds(300_000, 30_000, 8192, 4096, 10),
+    SliceNeeds(500_000, 20_000, 4096, 2048, 10),
+    SliceNeeds(900_000, 10_000, 2048, 0, 10),
 ]
 
 
 def test_fit_adds_flash_and_takes_the_largest_arena():
     f = fit(NEEDS, boards.load("nano33"), 2)
     assert f.flash_needed == 400_000
-    assert f.ram_needed == 40_000 + 3072 + 8192 + 8192 + FRAME_OVERHEAD_BYTES
+    assert f.ram_needed == 40_000 + core_ram_bytes(3072, 8192, 10, 2)
+
+
+def test_core_ram_matches_the_compiled_device_core(tmp_path):
+    """The placement's RAM figure for the core is sizeof(eec_ctx), compiled against the firmware fixture."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc not found: install a C compiler to compare with the compiled eec_ctx")
+    fw = ROOT / "firmware"
+    src = tmp_path / "size.c"
+    main = 'int main(void) { printf("%zu", sizeof(eec_ctx)); return 0; }'
+    src.write_text(f'#include <stdio.h>\n#include "eecore.h"\n{main}\n')
+    exe = tmp_path / "size"
+    incs = [f"-I{fw / d}" for d in ("lib/eecore", "lib/eeproto", "test/fixture")]
+    subprocess.run([gcc, "-std=c99", *incs, str(src), "-o", str(exe)], check=True)
+    compiled = int(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
+    header = (fw / "test/fixture/ee_model.h").read_text()
+    value = {m[0]: int(m[1]) for m in re.findall(r"#define (EE_\w+) (\d+)", header)}
+    inputs = value["EE_INPUT_H"] * value["EE_INPUT_W"] * value["EE_INPUT_C"]
+    estimate = core_ram_bytes(inputs, value["EE_MAX_TRUNK_BYTES"], value["EE_NUM_CLASSES"], value["EE_DEVICE_SLICES"])
+    assert compiled <= estimate <= compiled + 64
 
 
 def test_place_takes_the_longest_prefix_that_fits():
