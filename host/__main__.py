@@ -122,6 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         deadline_ms=args.deadline_ms,
         port=args.port,
         baud=args.baud,
+        target=args.target,
     )
     summary = demo.run(b, opts)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +171,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs (default 0)")
     d.add_argument("--deadline-ms", type=float, default=500.0, help="the simulated device's budget (default 500)")
     d.add_argument("--port", help="run against a flashed board on this port instead of the simulator")
+    d.add_argument(
+        "--target",
+        choices=("sil", "qemu"),
+        default="sil",
+        help="sil: the simulator (default); qemu: the firmware on an emulated Cortex-M4 (docs/qemu.md)",
+    )
     d.add_argument("--baud", type=int, default=115200, help="default %(default)s")
     d.add_argument("--json", required=True, help="summary file to write")
     d.set_defaults(func=cmd_demo)

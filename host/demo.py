@@ -7,7 +7,8 @@
 The simulator (and the cloud tier, when asked) run in threads of this process; the bridge
 is a ``python -m host bridge`` process (so that it can be killed), fed the samples as JSON
 request lines; its answer records are compared with the offline evaluation of the same
-samples. With a ``port`` the same runs against a flashed board (no simulator, no relay).
+samples. With a ``port`` the same runs against a flashed board (no simulator, no relay); with
+target ``qemu`` against the firmware on an emulated Cortex-M4 (``host/qemu.py``, no relay).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import threading
 import time
 import tty
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from earlyexit import data
-from host import offline
+from host import offline, qemu
 from host.bridge import MAX_TRIES
 from host.bundle import Bundle
 from host.cloud import CloudServer
@@ -54,6 +56,7 @@ class DemoOptions:
     edge_slices: int = 0
     deadline_ms: float = 500.0
     port: str | None = None  # a real board instead of the simulator
+    target: str = "sil"  # "sil": the simulator; "qemu": the firmware under QEMU (host/qemu.py)
     baud: int = 115200
     seed: int = 0
 
@@ -131,8 +134,8 @@ def _request_line(request_id: int, image: np.ndarray) -> str:
 class _Run:
     """One demo run: the bridge process(es), the simulator and cloud threads, the relay, the records."""
 
-    def __init__(self, bundle: Bundle, opts: DemoOptions, images: np.ndarray) -> None:
-        self.bundle, self.opts = bundle, opts
+    def __init__(self, bundle: Bundle, opts: DemoOptions, images: np.ndarray, image: Path | None = None) -> None:
+        self.bundle, self.opts, self.image = bundle, opts, image  # image: the firmware ELF for target qemu
         self.answer_timeout = round(2 * opts.deadline_ms / 1e3 + 1.0, 3)  # the device's deadline, and then some
         self.requests = {i + 1: _request_line(i + 1, image) for i, image in enumerate(images)}
         self.records: dict[int, dict] = {}
@@ -149,6 +152,7 @@ class _Run:
         self.cloud: CloudServer | None = None
         self.relay: Relay | None = None
         self.fds: list[int] = []
+        self.emulator: qemu.Emulator | None = None
 
     def start(self) -> None:
         opts = self.opts
@@ -161,6 +165,9 @@ class _Run:
             self.bridge_args += ["--cloud", f"{host}:{port}", "--edge-slices", str(opts.edge_slices)]
         if opts.port is not None:
             self.bridge_args += ["--port", opts.port]
+        elif opts.target == "qemu":
+            self.emulator = qemu.Emulator(self.image)
+            self.bridge_args += ["--port", self.emulator.url]
         else:
             dev_master, dev_slave, dev_path = _pty()
             edge_master, edge_slave, edge_path = _pty()
@@ -213,6 +220,9 @@ class _Run:
                 )
             if self.failure is not None:
                 raise DemoError(f"the simulator or cloud thread failed: {self.failure}")
+            stopped = self.emulator.failure() if self.emulator is not None else None
+            if stopped:
+                raise DemoError(f"the firmware under QEMU stopped: {stopped}")
             try:
                 line = self.lines.get(timeout=0.1)
             except queue.Empty:
@@ -249,6 +259,8 @@ class _Run:
     def close(self) -> None:
         for bridge in self.bridges:
             bridge.stop()
+        if self.emulator is not None:
+            self.emulator.close()
         self.stop.set()
         if self.cloud is not None:
             self.cloud.shutdown()
@@ -263,20 +275,46 @@ class _Run:
 
 def run(bundle: Bundle, opts: DemoOptions) -> dict:
     """Run the demo; returns the summary that ``--json`` writes."""
-    if opts.port is not None and opts.faults:
+    if (opts.port is not None or opts.target == "qemu") and opts.faults:
         raise DemoError("--faults need the simulator (they are injected between it and the bridge); drop --port")
+    if opts.port is not None and opts.target == "qemu":
+        raise DemoError("--port and --target qemu both name the device: drop one")
     unknown = set(opts.faults) - set(FAULTS)
     if unknown:
         raise DemoError(f"unknown fault(s) {', '.join(sorted(unknown))}; choose from {', '.join(FAULTS)}")
+    try:
+        image = qemu.build_image(bundle.root) if opts.target == "qemu" else None
+    except qemu.QemuError as err:
+        raise DemoError(str(err)) from err
     ds = load_samples(bundle, opts.samples, opts.data_dir)
     reference = offline.evaluate(bundle, ds.x, opts.edge_slices if opts.cloud else None)
-    demo = _Run(bundle, opts, ds.x)
+    demo = _Run(bundle, opts, ds.x, image)
     try:
         demo.start()
         demo.collect(MAX_TRIES * demo.answer_timeout + START_TIMEOUT_S)
     finally:
         demo.close()
-    return _summary(demo, ds.y, reference)
+    summary = _summary(demo, ds.y, reference)
+    if opts.target == "qemu":
+        summary.update(_instructions([r for r in demo.records.values() if r.get("slices_us")]))
+    return summary
+
+
+def _instructions(records: list[dict]) -> dict:
+    """Mean instructions on the device per inference and per slice run, from TELEMETRY's microseconds.
+
+    Under ``-icount shift=0`` a virtual microsecond is 1,000 instructions; each slice's count is exact
+    to its clock's resolution (one microsecond).
+    """
+    per_slice: dict[str, list[int]] = {}
+    for r in records:
+        for k, us in r["slices_us"].items():
+            per_slice.setdefault(k, []).append(us * qemu.INSNS_PER_US)
+    totals = [sum(r["slices_us"].values()) * qemu.INSNS_PER_US for r in records]
+    return {
+        "instructions_per_inference": round(float(np.mean(totals))) if totals else None,
+        "instructions_per_slice": {k: round(float(np.mean(v))) for k, v in sorted(per_slice.items())},
+    }
 
 
 def _summary(demo: _Run, labels: np.ndarray, reference: list[offline.Decision]) -> dict:

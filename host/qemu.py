@@ -1,0 +1,141 @@
+"""The firmware on QEMU's emulated Cortex-M4 (``mps2-an386``): build the image, boot it, reach its UART.
+
+The image is ``firmware/qemu`` + the portable core + the bundle's native slices, built by
+``make -C firmware qemu``. QEMU runs it with ``-icount shift=0``: every guest instruction takes
+1 ns of virtual time, so the firmware's microsecond clock (TIMER0, 25 MHz) counts exactly
+1,000 instructions per microsecond and its TELEMETRY gives instruction counts. UART0 is a
+socket chardev on a listening socket this process opens (passed to QEMU as a file descriptor:
+no port race, nothing lost before the bridge connects); the bridge reaches it as
+``socket://127.0.0.1:PORT``. Semihosting gives the exit status and the firmware's console text.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
+QEMU = "qemu-system-arm"
+TOOLS = (QEMU, "arm-none-eabi-gcc", "arm-none-eabi-size", "make")
+INSTALL_HINT = (
+    "install them with `apt-get install -y --no-install-recommends qemu-system-arm gcc-arm-none-eabi "
+    "libnewlib-arm-none-eabi make` (Debian/Ubuntu)"
+)
+INSNS_PER_US = 1000  # -icount shift=0: 1 ns of virtual time per instruction
+INSNS_PER_TICK = 40  # TIMER0 runs at 25 MHz: one tick per 40 ns
+BASE_ARGS = (
+    "-M",
+    "mps2-an386",
+    "-icount",
+    "shift=0",
+    "-display",
+    "none",
+    "-monitor",
+    "none",
+    "-semihosting-config",
+    "enable=on,target=native",
+)
+
+
+class QemuError(Exception):
+    """The image could not be built or the emulator could not run it; the message says why."""
+
+
+def missing_tools() -> list[str]:
+    """The programs of TOOLS that are not on PATH."""
+    return [tool for tool in TOOLS if shutil.which(tool) is None]
+
+
+def _require_tools() -> None:
+    missing = missing_tools()
+    if missing:
+        raise QemuError(f"the QEMU target needs {', '.join(missing)}, not found on PATH: {INSTALL_HINT}")
+
+
+def build_image(bundle_root: Path, bench: bool = False, simd: bool = True, out: Path | None = None) -> Path:
+    """Build the protocol firmware (or, with ``bench``, the instruction-count firmware) for ``bundle_root``.
+
+    The ELF goes to ``out`` (default ``<bundle>/qemu[-plain]``); returns its path.
+    """
+    _require_tools()
+    bundle_root = Path(bundle_root).resolve()
+    if not (bundle_root / "firmware" / "ee_native.c").is_file():
+        raise QemuError(
+            f"{bundle_root}/firmware has no ee_native.c: the QEMU image needs the native runtime; rebuild the "
+            f"bundle with `python -m converter build --board qemu-m4 --runtime native --out {bundle_root}`"
+        )
+    out = (Path(out) if out else bundle_root / ("qemu" if simd else "qemu-plain")).resolve()
+    target = "qemu-bench" if bench else "qemu"
+    cmd = ["make", "-s", "-C", str(FIRMWARE_DIR), target, f"BUNDLE={bundle_root}", f"QEMU_OUT={out}"]
+    cmd.append(f"SIMD={1 if simd else 0}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise QemuError(f"building the QEMU image failed (`{' '.join(cmd)}`):\n{tail}")
+    return out / ("eefw-bench.elf" if bench else "eefw.elf")
+
+
+def image_size(elf: Path) -> dict[str, int]:
+    """Flash (text + data) and RAM (data + bss, the reserved stack included) of ``elf``, from arm-none-eabi-size."""
+    _require_tools()
+    proc = subprocess.run(["arm-none-eabi-size", "-B", str(elf)], capture_output=True, text=True, check=True)
+    text, data, bss = (int(v) for v in proc.stdout.splitlines()[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
+
+
+class Emulator:
+    """One ``qemu-system-arm`` running ``elf`` with UART0 on a loopback socket (``url``) until ``close``."""
+
+    def __init__(self, elf: Path) -> None:
+        _require_tools()
+        if not Path(elf).is_file():
+            raise QemuError(f"{elf}: no such firmware image (build it with `make -C firmware qemu BUNDLE=...`)")
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            self.url = f"socket://127.0.0.1:{listener.getsockname()[1]}"
+            fd = listener.fileno()
+            chardev = f"socket,id=uart0,fd={fd},server=on,wait=on"
+            self.proc = subprocess.Popen(
+                [QEMU, *BASE_ARGS, "-chardev", chardev, "-serial", "chardev:uart0", "-kernel", str(elf)],
+                pass_fds=[fd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            listener.close()  # QEMU holds its own copy
+
+    def failure(self) -> str | None:
+        """None while QEMU runs; else what ended it (exit status and the firmware's console text)."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        console = self.proc.stderr.read().strip()
+        return f"QEMU exited with status {code}" + (f": {console}" if console else " (no console output)")
+
+    def close(self) -> None:
+        """Stop QEMU (the protocol firmware never exits by itself)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stderr.close()
+
+
+def run_to_exit(elf: Path, timeout_s: float) -> tuple[int, str]:
+    """Run a firmware that ends by itself (the bench); returns its exit status and console text."""
+    _require_tools()
+    cmd = [QEMU, *BASE_ARGS, "-serial", "null", "-kernel", str(elf)]
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as err:
+        raise QemuError(f"{elf} did not finish within {timeout_s:.0f} s under QEMU") from err
+    return proc.returncode, proc.stderr
