@@ -26,6 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="conversion cache (default %(default)s)")
     b.add_argument("--eval-samples", type=int, help="verify on N test samples drawn at random (seeded)")
     b.add_argument("--thresholds", type=float, nargs="+", help="confidence threshold per exit (default 0.9 each)")
+    b.add_argument(
+        "--runtime", choices=("tflm", "native"), default="tflm", help="device inference (default %(default)s)"
+    )
+    b.add_argument(
+        "--policy",
+        default="threshold",
+        help="device policy: threshold (default), dqn, tabular (learned here) or a `policy train --out` FILE",
+    )
+    b.add_argument("--policy-beta", type=float, help="beta for --policy dqn|tabular (default: calibrated)")
     b.set_defaults(func=_build)
     policy_commands.add_parser(sub)
     return p
@@ -42,6 +51,9 @@ def _build(args: argparse.Namespace) -> None:
             cache_dir=args.cache_dir,
             eval_samples=args.eval_samples,
             thresholds=tuple(args.thresholds) if args.thresholds else None,
+            policy=args.policy,
+            policy_beta=args.policy_beta,
+            runtime=args.runtime,
         )
     )
 

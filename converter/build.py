@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import boards, codegen, report, verify
+from converter import boards, codegen, native, policy_export, report, verify
 from converter.errors import ConvertError
 from converter.placement import Fit, SliceNeeds, place
 from converter.slicing import IntSlice, convert
@@ -34,6 +34,9 @@ class BuildOptions:
     cache_dir: Path = Path("build/cache")
     eval_samples: int | None = None
     thresholds: tuple[float, ...] | None = None
+    policy: str = "threshold"  # the device's: threshold, dqn, tabular or a `policy train --out` file
+    policy_beta: float | None = None  # dqn / tabular learned here: default the calibrated beta (policy/embed.py)
+    runtime: str = "tflm"  # or "native" (docs/native.md)
 
 
 def _samples(ckpt: checkpoint.Checkpoint, opts: BuildOptions) -> tuple[np.ndarray, data.Dataset]:
@@ -80,6 +83,8 @@ def run(opts: BuildOptions, say=print) -> dict:
 
     board = boards.load(opts.board)
     edge = boards.load(board.links[0].to) if board.links else None
+    if opts.policy not in ("threshold", "dqn", "tabular") and not Path(opts.policy).is_file():
+        raise ConvertError(f"--policy {opts.policy}: choose threshold, dqn, tabular or an existing policy file")
     step(f"loading model {opts.model} for {board.name}")
     try:
         ckpt = checkpoint.load(opts.model)
@@ -162,7 +167,9 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
     costs = exit_costs(ckpt.net)
     d = fit.device_slices
     thresholds = list(opts.thresholds or [DEFAULT_THRESHOLD] * len(slices))
-    policy = ThresholdPolicy.build([s.logits.scale for s in slices], thresholds, d)
+    policy, policy_entry = ThresholdPolicy.build([s.logits.scale for s in slices], thresholds, d), {}
+    if opts.policy != "threshold" and d:
+        policy, policy_entry = _learned_policy(out, opts, ckpt, board, slices, costs, d)
     device_arena = max((check["arena"][k][1] for k in range(d)), default=0)
     firmware = codegen.FirmwareModel(
         model_name=Path(opts.model).stem,
@@ -174,8 +181,11 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
         arena_bytes=device_arena,
         policy=policy,
     )
+    native_summary = None
     if d:
         codegen.write(firmware, out / "firmware")
+        if opts.runtime == "native":
+            native_summary = native.write(firmware, out / "firmware").to_json()
     entries = []
     for k, s in enumerate(slices):
         tier = "device" if k < d else "edge"
@@ -225,7 +235,8 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
             "ram_available": fit.ram_available,
             "arena_bytes": device_arena,
         },
-        "policy": {"kind": "threshold", "thresholds": thresholds},
+        "policy": {"kind": "threshold", "thresholds": thresholds, **policy_entry},
+        "runtime": {"kind": opts.runtime, **({"native": native_summary} if native_summary else {})},
         "verification": {
             "dataset": check["dataset"],
             "samples": check["samples"],
@@ -236,6 +247,21 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     report.write(out, manifest)
     return manifest
+
+
+def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d: int):
+    """The exported learned device policy, written to device/policy.json, and its manifest entries."""
+    from policy import costs as policy_costs
+    from policy import embed
+
+    trunk = tuple(int(np.prod(s.trunk.shape)) if s.trunk else 0 for s in slices)
+    macs = [c.stage.macs + c.head.macs for c in costs]
+    model = policy_costs.from_slices(macs, trunk, d, board.name)
+    chosen = embed.learned(
+        opts.policy, ckpt, model, [s.logits.scale for s in slices], opts.data_dir, opts.cache_dir, opts.policy_beta
+    )
+    policy_export.save(chosen.policy, out / "device" / "policy.json")
+    return chosen.policy, {"kind": chosen.policy.kind, "device": "device/policy.json", **chosen.summary}
 
 
 def _tensor(t) -> dict:

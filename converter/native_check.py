@@ -1,0 +1,120 @@
+"""The native C of a build against TFLite Micro: compile the check driver, run both, compare.
+
+The driver (firmware/lib/eenative/test/een_check.c) chains the device slices through
+``eefw_native_run_slice`` exactly as the firmware does and writes every logit and trunk byte;
+the reference is TFLite Micro's Python interpreter on the same int8 slices and inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from converter import verify
+from converter.flatbuf import TensorInfo
+from converter.intslice import IntSlice
+
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
+NATIVE_SOURCES = ("lib/eenative/eenative.c", "src/native_runner.c")
+INCLUDES = ("lib/eenative", "src", "lib/eecore", "lib/eeproto")
+BUILD_SOURCES = ("ee_native.c", "ee_model_data.c")
+
+
+@dataclass
+class Comparison:
+    """Per device slice: samples whose logits / trunk differ, and the total compared."""
+
+    samples: int
+    logits_mismatches: list[int]
+    trunk_mismatches: list[int]
+
+    @property
+    def identical(self) -> bool:
+        return not any(self.logits_mismatches) and not any(self.trunk_mismatches)
+
+    def to_json(self) -> dict:
+        return {
+            "samples": self.samples,
+            "logits_mismatches": self.logits_mismatches,
+            "trunk_mismatches": self.trunk_mismatches,
+            "identical": self.identical,
+        }
+
+
+def _info(name: str, t: dict) -> TensorInfo:
+    return TensorInfo(name, tuple(t["shape"]), t["scale"], t["zero_point"])
+
+
+def device_slices(build_dir: Path) -> list[IntSlice]:
+    """The device slices of a build folder (manifest.json + device/sliceK.tflite)."""
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    out = []
+    for s in manifest["slices"][: manifest["device_slices"]]:
+        trunk = s["outputs"].get("trunk")
+        out.append(
+            IntSlice(
+                s["index"] - 1,
+                (build_dir / "device" / f"slice{s['index']}.tflite").read_bytes(),
+                tuple(s["ops"]),
+                _info("input", s["input"]),
+                _info("logits", s["outputs"]["logits"]),
+                _info("trunk", trunk) if trunk else None,
+            )
+        )
+    return out
+
+
+def sources(build_dir: Path) -> tuple[list[str], list[str]]:
+    """(C sources, -I flags) of the native slices of ``build_dir`` and the driver-independent runtime."""
+    fw = build_dir / "firmware"
+    srcs = [str(fw / f) for f in BUILD_SOURCES] + [str(FIRMWARE / f) for f in NATIVE_SOURCES]
+    return srcs, [f"-I{fw}", *(f"-I{FIRMWARE / i}" for i in INCLUDES)]
+
+
+def compile_host(build_dir: Path, exe: Path, cc: str = "gcc") -> Path:
+    """Build the check driver for this machine with the project's warning flags."""
+    srcs, incs = sources(build_dir)
+    test = FIRMWARE / "lib/eenative/test"
+    cmd = [cc, *CFLAGS, *incs, *srcs, str(test / "een_check.c"), str(test / "een_io_host.c"), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return exe
+
+
+def split_outputs(raw: bytes, slices: list[IntSlice], n: int) -> verify.ChainOutputs:
+    """The driver's byte stream as per-slice logits (N, classes) and trunks (N, H, W, C)."""
+    sizes = [(int(np.prod(s.logits.shape)), int(np.prod(s.trunk.shape)) if s.trunk else 0) for s in slices]
+    per_sample = sum(a + b for a, b in sizes)
+    if len(raw) != n * per_sample:
+        raise RuntimeError(f"the native driver wrote {len(raw)} bytes, expected {n} x {per_sample}")
+    rows = np.frombuffer(raw, np.int8).reshape(n, per_sample)
+    logits, trunks, at = [], [], 0
+    for s, (a, b) in zip(slices, sizes):
+        logits.append(rows[:, at : at + a].reshape(n, *s.logits.shape[1:]))
+        if s.trunk is not None:
+            trunks.append(rows[:, at + a : at + a + b].reshape(n, *s.trunk.shape[1:]))
+        at += a + b
+    return verify.ChainOutputs(logits, trunks)
+
+
+def run_host(exe: Path, slices: list[IntSlice], x_int8: np.ndarray) -> verify.ChainOutputs:
+    """Run the compiled driver on (N, H, W, C) int8 inputs."""
+    done = subprocess.run([str(exe)], input=np.ascontiguousarray(x_int8).tobytes(), capture_output=True, check=True)
+    return split_outputs(done.stdout, slices, len(x_int8))
+
+
+def compare(native: verify.ChainOutputs, ref: verify.ChainOutputs) -> Comparison:
+    """Count, per slice, the samples whose native logits or trunk differ from the reference's."""
+
+    def mismatches(a: np.ndarray, b: np.ndarray) -> int:
+        return int(np.any(a.reshape(len(a), -1) != b.reshape(len(b), -1), axis=1).sum())
+
+    return Comparison(
+        len(native.logits[0]),
+        [mismatches(a, b) for a, b in zip(native.logits, ref.logits)],
+        [mismatches(a, b) for a, b in zip(native.trunks, ref.trunks)],
+    )

@@ -1,0 +1,361 @@
+/* int8 kernels with TFLite's integer arithmetic. See eenative.h. */
+#include "eenative.h"
+
+#include <string.h>
+
+#if defined(EENATIVE_SIMD)
+#if !defined(__ARM_FEATURE_SIMD32) || !__ARM_FEATURE_SIMD32
+#error "EENATIVE_SIMD needs the Arm DSP extension (e.g. -mcpu=cortex-m4)"
+#endif
+#include <arm_acle.h>
+#endif
+
+static int32_t clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* round(a * b / 2^31), ties away from zero, saturating the one overflowing case (INT32_MIN^2). */
+static int32_t doubling_high_mul(int32_t a, int32_t b) {
+  int64_t ab;
+  int64_t nudge;
+  if (a == INT32_MIN && b == INT32_MIN) {
+    return INT32_MAX;
+  }
+  ab = (int64_t)a * (int64_t)b;
+  nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* x / 2^e rounded to nearest, ties away from zero. */
+static int32_t rounding_shift_right(int32_t x, int32_t e) {
+  const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> e) + (remainder > threshold ? 1 : 0);
+}
+
+int32_t een_requantize(int32_t x, int32_t mult, int32_t shift) {
+  const int32_t left = shift > 0 ? shift : 0;
+  const int32_t right = shift > 0 ? 0 : -shift;
+  return rounding_shift_right(doubling_high_mul((int32_t)((uint32_t)x << left), mult), right);
+}
+
+static int8_t finish(int32_t acc, int32_t mult, int32_t shift, int32_t offset, int32_t lo, int32_t hi) {
+  return (int8_t)clamp(een_requantize(acc, mult, shift) + offset, lo, hi);
+}
+
+/* Leading padding makes origins negative: the window's valid range of one axis. */
+static int in_range(int v, int size) { return v >= 0 && v < size; }
+
+#if defined(EENATIVE_SIMD)
+/*
+ * The SIMD dot products read 4 int8 weights per word and split them with __sxtb16 into the int16
+ * pairs (w0, w2) and (w1, w3). The int16 column holding (input + offset) is written in the same
+ * order, [x0, x2, x1, x3] per group of 4, so one __smlad multiplies and adds two pairs at once.
+ * The last n % 4 values stay in natural order and are done one by one.
+ */
+static int32_t ld32(const void *p) {
+  int32_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static int32_t ror8(int32_t v) { return (int32_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24)); }
+
+static size_t col_slot(size_t p, size_t n4) {
+  static const uint8_t reorder[4] = {0, 2, 1, 3};
+  return p < n4 ? (p & ~(size_t)3) | reorder[p & 3] : p;
+}
+
+/* Appends n values (x + offset) to the column at position p; 4-aligned runs use SIMD. */
+static void col_put(int16_t *col, size_t p, size_t n4, const int8_t *x, size_t n, int32_t offset) {
+  size_t i = 0;
+  if ((p & 3) == 0) {
+    const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)offset << 16) | (uint16_t)offset);
+    for (; i + 4 <= n && p + i + 4 <= n4; i += 4) {
+      const int32_t v = ld32(x + i);
+      const int32_t even = __sadd16(__sxtb16(v), off2);
+      const int32_t odd = __sadd16(__sxtb16(ror8(v)), off2);
+      memcpy(col + p + i, &even, 4);
+      memcpy(col + p + i + 2, &odd, 4);
+    }
+  }
+  for (; i < n; ++i) {
+    col[col_slot(p + i, n4)] = (int16_t)(x[i] + offset);
+  }
+}
+
+static void col_zero(int16_t *col, size_t p, size_t n4, size_t n) {
+  size_t i;
+  for (i = 0; i < n; ++i) {
+    col[col_slot(p + i, n4)] = 0;
+  }
+}
+
+/* acc[0..1] += col . w0 and col . w1 over n values (n4 of them in groups of 4). */
+static void dot2(const int16_t *col, const int8_t *w0, const int8_t *w1, size_t n, size_t n4, int32_t *acc) {
+  int32_t a0 = acc[0];
+  int32_t a1 = acc[1];
+  size_t i;
+  for (i = 0; i < n4; i += 4) {
+    const int32_t c02 = ld32(col + i);
+    const int32_t c13 = ld32(col + i + 2);
+    const int32_t v0 = ld32(w0 + i);
+    const int32_t v1 = ld32(w1 + i);
+    a0 = __smlad(__sxtb16(v0), c02, a0);
+    a0 = __smlad(__sxtb16(ror8(v0)), c13, a0);
+    a1 = __smlad(__sxtb16(v1), c02, a1);
+    a1 = __smlad(__sxtb16(ror8(v1)), c13, a1);
+  }
+  for (; i < n; ++i) {
+    a0 += col[i] * w0[i];
+    a1 += col[i] * w1[i];
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+}
+
+static int32_t dot1(const int16_t *col, const int8_t *w, size_t n, size_t n4, int32_t acc) {
+  size_t i;
+  for (i = 0; i < n4; i += 4) {
+    const int32_t v = ld32(w + i);
+    acc = __smlad(__sxtb16(v), ld32(col + i), acc);
+    acc = __smlad(__sxtb16(ror8(v)), ld32(col + i + 2), acc);
+  }
+  for (; i < n; ++i) {
+    acc += col[i] * w[i];
+  }
+  return acc;
+}
+
+/* One output pixel for every output channel from its filled column. */
+static void dot_channels(const int16_t *col, const int8_t *weights, size_t n, const int32_t *bias,
+                         const int32_t *mult, const int32_t *shift, int per_channel, int32_t out_c,
+                         int32_t offset, int32_t lo, int32_t hi, int8_t *out) {
+  const size_t n4 = n & ~(size_t)3;
+  int32_t oc = 0;
+  for (; oc + 2 <= out_c; oc += 2) {
+    int32_t acc[2];
+    const int32_t k0 = per_channel ? oc : 0;
+    const int32_t k1 = per_channel ? oc + 1 : 0;
+    acc[0] = bias ? bias[oc] : 0;
+    acc[1] = bias ? bias[oc + 1] : 0;
+    dot2(col, weights + (size_t)oc * n, weights + (size_t)(oc + 1) * n, n, n4, acc);
+    out[oc] = finish(acc[0], mult[k0], shift[k0], offset, lo, hi);
+    out[oc + 1] = finish(acc[1], mult[k1], shift[k1], offset, lo, hi);
+  }
+  if (oc < out_c) {
+    const int32_t k = per_channel ? oc : 0;
+    const int32_t acc = dot1(col, weights + (size_t)oc * n, n, n4, bias ? bias[oc] : 0);
+    out[oc] = finish(acc, mult[k], shift[k], offset, lo, hi);
+  }
+}
+#endif
+
+size_t een_conv_scratch_bytes(const een_conv *op) { return (size_t)op->kh * op->kw * op->in.c * sizeof(int16_t); }
+
+size_t een_fc_scratch_bytes(const een_fc *op) { return (size_t)op->in_depth * sizeof(int16_t); }
+
+void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch) {
+  const int in_c = op->in.c;
+  const size_t row = (size_t)op->kw * in_c;
+  int oy;
+  int ox;
+#if defined(EENATIVE_SIMD)
+  const size_t n = (size_t)op->kh * row;
+  const size_t n4 = n & ~(size_t)3;
+#else
+  (void)scratch;
+#endif
+  for (oy = 0; oy < op->out.h; ++oy) {
+    for (ox = 0; ox < op->out.w; ++ox) {
+      const int iy0 = oy * op->stride_h - op->pad_h;
+      const int ix0 = ox * op->stride_w - op->pad_w;
+      int8_t *out = output + ((size_t)oy * op->out.w + ox) * op->out.c;
+#if defined(EENATIVE_SIMD)
+      int ky;
+      int kx;
+      for (ky = 0; ky < op->kh; ++ky) {
+        const int iy = iy0 + ky * op->dil_h;
+        for (kx = 0; kx < op->kw; ++kx) {
+          const int ix = ix0 + kx * op->dil_w;
+          const size_t p = ky * row + (size_t)kx * in_c;
+          if (in_range(iy, op->in.h) && in_range(ix, op->in.w)) {
+            col_put(scratch, p, n4, input + ((size_t)iy * op->in.w + ix) * in_c, in_c, op->input_offset);
+          } else {
+            col_zero(scratch, p, n4, in_c);
+          }
+        }
+      }
+      dot_channels(scratch, op->weights, n, op->bias, op->mult, op->shift, 1, op->out.c, op->output_offset,
+                   op->act_min, op->act_max, out);
+#else
+      int oc;
+      for (oc = 0; oc < op->out.c; ++oc) {
+        int32_t acc = op->bias ? op->bias[oc] : 0;
+        int ky;
+        int kx;
+        int ic;
+        for (ky = 0; ky < op->kh; ++ky) {
+          const int iy = iy0 + ky * op->dil_h;
+          if (!in_range(iy, op->in.h)) {
+            continue;
+          }
+          for (kx = 0; kx < op->kw; ++kx) {
+            const int ix = ix0 + kx * op->dil_w;
+            const int8_t *x = input + ((size_t)iy * op->in.w + ix) * in_c;
+            const int8_t *w = op->weights + ((size_t)oc * op->kh + ky) * row + (size_t)kx * in_c;
+            if (!in_range(ix, op->in.w)) {
+              continue;
+            }
+            for (ic = 0; ic < in_c; ++ic) {
+              acc += (x[ic] + op->input_offset) * w[ic];
+            }
+          }
+        }
+        out[oc] = finish(acc, op->mult[oc], op->shift[oc], op->output_offset, op->act_min, op->act_max);
+      }
+#endif
+    }
+  }
+}
+
+void een_depthwise_s8(const een_depthwise *op, const int8_t *input, int8_t *output) {
+  int oy;
+  int ox;
+  int oc;
+  for (oy = 0; oy < op->out.h; ++oy) {
+    for (ox = 0; ox < op->out.w; ++ox) {
+      const int iy0 = oy * op->stride_h - op->pad_h;
+      const int ix0 = ox * op->stride_w - op->pad_w;
+      for (oc = 0; oc < op->out.c; ++oc) {
+        const int ic = oc / op->depth_multiplier;
+        int32_t acc = op->bias ? op->bias[oc] : 0;
+        int ky;
+        int kx;
+        for (ky = 0; ky < op->kh; ++ky) {
+          const int iy = iy0 + ky * op->dil_h;
+          for (kx = 0; kx < op->kw; ++kx) {
+            const int ix = ix0 + kx * op->dil_w;
+            if (in_range(iy, op->in.h) && in_range(ix, op->in.w)) {
+              const int32_t x = input[((size_t)iy * op->in.w + ix) * op->in.c + ic];
+              acc += (x + op->input_offset) * op->weights[((size_t)ky * op->kw + kx) * op->out.c + oc];
+            }
+          }
+        }
+        output[((size_t)oy * op->out.w + ox) * op->out.c + oc] =
+            finish(acc, op->mult[oc], op->shift[oc], op->output_offset, op->act_min, op->act_max);
+      }
+    }
+  }
+}
+
+void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, int16_t *scratch) {
+  int b;
+  for (b = 0; b < op->batches; ++b) {
+    const int8_t *x = input + (size_t)b * op->in_depth;
+    int8_t *out = output + (size_t)b * op->out_depth;
+#if defined(EENATIVE_SIMD)
+    const size_t n4 = (size_t)op->in_depth & ~(size_t)3;
+    col_put(scratch, 0, n4, x, op->in_depth, op->input_offset);
+    dot_channels(scratch, op->weights, op->in_depth, op->bias, op->mult, op->shift, op->per_channel, op->out_depth,
+                 op->output_offset, op->act_min, op->act_max, out);
+#else
+    int oc;
+    (void)scratch;
+    for (oc = 0; oc < op->out_depth; ++oc) {
+      const int8_t *w = op->weights + (size_t)oc * op->in_depth;
+      const int k = op->per_channel ? oc : 0;
+      int32_t acc = op->bias ? op->bias[oc] : 0;
+      int i;
+      for (i = 0; i < op->in_depth; ++i) {
+        acc += (x[i] + op->input_offset) * w[i];
+      }
+      out[oc] = finish(acc, op->mult[k], op->shift[k], op->output_offset, op->act_min, op->act_max);
+    }
+#endif
+  }
+}
+
+/* The window of output (oy, ox) clipped to the input: [y0, y1) x [x0, x1). */
+static void pool_window(const een_pool *op, int oy, int ox, int *y0, int *y1, int *x0, int *x1) {
+  const int iy = oy * op->stride_h - op->pad_h;
+  const int ix = ox * op->stride_w - op->pad_w;
+  *y0 = iy < 0 ? 0 : iy;
+  *x0 = ix < 0 ? 0 : ix;
+  *y1 = iy + op->kh > op->in.h ? op->in.h : iy + op->kh;
+  *x1 = ix + op->kw > op->in.w ? op->in.w : ix + op->kw;
+}
+
+/* Max or average (rounded half away from zero) over each window clipped to the input. */
+static void pool(const een_pool *op, const int8_t *input, int8_t *output, int average) {
+  int oy;
+  int ox;
+  int c;
+  for (oy = 0; oy < op->out.h; ++oy) {
+    for (ox = 0; ox < op->out.w; ++ox) {
+      int y0;
+      int y1;
+      int x0;
+      int x1;
+      int32_t count;
+      pool_window(op, oy, ox, &y0, &y1, &x0, &x1);
+      count = (int32_t)(y1 - y0) * (x1 - x0); /* > 0: the converter rejects windows wholly in the padding */
+      for (c = 0; c < op->out.c; ++c) {
+        int32_t v = average ? 0 : -128;
+        int y;
+        int x;
+        for (y = y0; y < y1; ++y) {
+          for (x = x0; x < x1; ++x) {
+            const int32_t in = input[((size_t)y * op->in.w + x) * op->in.c + c];
+            v = average ? v + in : (in > v ? in : v);
+          }
+        }
+        if (average) {
+          v = v > 0 ? (v + count / 2) / count : (v - count / 2) / count;
+        }
+        output[((size_t)oy * op->out.w + ox) * op->out.c + c] = (int8_t)clamp(v, op->act_min, op->act_max);
+      }
+    }
+  }
+}
+
+void een_max_pool_s8(const een_pool *op, const int8_t *input, int8_t *output) { pool(op, input, output, 0); }
+
+void een_avg_pool_s8(const een_pool *op, const int8_t *input, int8_t *output) { pool(op, input, output, 1); }
+
+void een_pad_s8(const een_pad *op, const int8_t *input, int8_t *output) {
+  const size_t out_row = (size_t)op->out.w * op->out.c;
+  int y;
+  int x;
+  memset(output, op->value, (size_t)op->out.h * out_row);
+  for (y = 0; y < op->in.h; ++y) {
+    for (x = 0; x < op->in.w; ++x) {
+      memcpy(output + (y + op->before_h) * out_row + (size_t)(x + op->before_w) * op->out.c + op->before_c,
+             input + ((size_t)y * op->in.w + x) * op->in.c, op->in.c);
+    }
+  }
+}
+
+void een_mean_s8(const een_mean *op, const int8_t *input, int8_t *output) {
+  const size_t pixels = (size_t)op->in.h * op->in.w;
+  const int32_t zero_sum = op->input_zero_point * (int32_t)pixels;
+  int c;
+  for (c = 0; c < op->in.c; ++c) {
+    int32_t acc = 0;
+    size_t i;
+    for (i = 0; i < pixels; ++i) {
+      acc += input[i * op->in.c + c];
+    }
+    output[c] = finish(acc - zero_sum, op->mult, op->shift, op->output_zero_point, -128, 127);
+  }
+}
+
+void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output) {
+  uint32_t i;
+  for (i = 0; i < op->size; ++i) {
+    const int32_t a = (int32_t)((uint32_t)(input1[i] + op->input1_offset) << op->left_shift);
+    const int32_t b = (int32_t)((uint32_t)(input2[i] + op->input2_offset) << op->left_shift);
+    const int32_t sum = een_requantize(a, op->input1_mult, op->input1_shift) +
+                        een_requantize(b, op->input2_mult, op->input2_shift);
+    output[i] = finish(sum, op->output_mult, op->output_shift, op->output_offset, op->act_min, op->act_max);
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * @file eenative.h
+ * @brief Interpreter-free int8 kernels with TFLite's integer arithmetic (batch 1, NHWC).
+ *
+ * Every kernel computes what TFLite Micro's reference int8 kernel computes, bit for bit: int32
+ * accumulation of (input + input_offset) x weight, the per-channel or per-tensor fixed-point
+ * multiplier with TFLite's double rounding (een_requantize), the output zero point, then the fused
+ * activation's clamp. The converter (converter/native*.py) precomputes every parameter from the
+ * .tflite flatbuffer and plans all buffers at build time: no allocation, no interpreter.
+ *
+ * Build with -DEENATIVE_SIMD on a core with the DSP extension (Cortex-M4/M7: ACLE __smlad and
+ * __sxtb16) for the SIMD convolution and fully-connected loops; they need an int16 scratch buffer of
+ * een_conv_scratch_bytes() (the converter plans it in the arena). Without it the kernels are plain C
+ * and ignore the scratch. Both paths produce identical outputs.
+ */
+#ifndef EENATIVE_H
+#define EENATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Height, width and channels of a batch-1 NHWC tensor. */
+typedef struct {
+  uint16_t h, w, c;
+} een_dims;
+
+/** CONV_2D, per-channel: weights [out.c][kh][kw][in.c]. */
+typedef struct {
+  een_dims in, out;
+  uint8_t kh, kw, stride_h, stride_w, dil_h, dil_w;
+  uint8_t pad_h, pad_w;   /**< leading padding (TFLite's SAME rule; 0 for VALID) */
+  int32_t input_offset;   /**< minus the input zero point */
+  int32_t output_offset;  /**< the output zero point */
+  int32_t act_min, act_max;
+  const int8_t *weights;
+  const int32_t *bias;    /**< [out.c] or NULL */
+  const int32_t *mult;    /**< [out.c] fixed-point multipliers (Q31) */
+  const int32_t *shift;   /**< [out.c] exponents: > 0 left, < 0 right */
+} een_conv;
+
+/** DEPTHWISE_CONV_2D, per-channel: weights [kh][kw][out.c], out.c = in.c x depth_multiplier. */
+typedef struct {
+  een_dims in, out;
+  uint8_t kh, kw, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+  uint16_t depth_multiplier;
+  int32_t input_offset, output_offset, act_min, act_max;
+  const int8_t *weights;
+  const int32_t *bias, *mult, *shift;
+} een_depthwise;
+
+/** FULLY_CONNECTED: weights [out_depth][in_depth], one multiplier (per-tensor) or out_depth of them. */
+typedef struct {
+  uint16_t in_depth, out_depth, batches;
+  uint8_t per_channel;    /**< 0: mult[0]/shift[0] for every output */
+  int32_t input_offset, output_offset, act_min, act_max;
+  const int8_t *weights;
+  const int32_t *bias, *mult, *shift;
+} een_fc;
+
+/** MAX_POOL_2D and AVERAGE_POOL_2D. */
+typedef struct {
+  een_dims in, out;
+  uint8_t kh, kw, stride_h, stride_w, pad_h, pad_w;
+  int32_t act_min, act_max;
+} een_pool;
+
+/** PAD of H, W and C (batch padding must be 0) with a constant int8 value. */
+typedef struct {
+  een_dims in, out;
+  uint16_t before_h, before_w, before_c;
+  int8_t value;
+} een_pad;
+
+/**
+ * MEAN over H and W: out (1, 1, 1, in.c) = requantize(sum - H W zero_point) with the multiplier
+ * of input_scale / output_scale / (H W) folded as TFLite folds it (converter/native_graph.py).
+ */
+typedef struct {
+  een_dims in;
+  int32_t input_zero_point, output_zero_point, mult, shift;
+} een_mean;
+
+/** ADD of two tensors of the same shape (no broadcasting), TFLite's int8 rescaling. */
+typedef struct {
+  uint32_t size;
+  int32_t input1_offset, input2_offset, output_offset;
+  int32_t left_shift;
+  int32_t input1_mult, input1_shift, input2_mult, input2_shift, output_mult, output_shift;
+  int32_t act_min, act_max;
+} een_add;
+
+/** x * mult * 2^shift with TFLite's rounding (MultiplyByQuantizedMultiplier: doubling high mul, then rounding shift). */
+int32_t een_requantize(int32_t x, int32_t mult, int32_t shift);
+
+/** Bytes of int16 scratch the SIMD path of een_conv2d_s8 needs (0 without EENATIVE_SIMD is fine too). */
+size_t een_conv_scratch_bytes(const een_conv *op);
+/** Bytes of int16 scratch the SIMD path of een_fc_s8 needs. */
+size_t een_fc_scratch_bytes(const een_fc *op);
+
+void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch);
+void een_depthwise_s8(const een_depthwise *op, const int8_t *input, int8_t *output);
+void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, int16_t *scratch);
+void een_max_pool_s8(const een_pool *op, const int8_t *input, int8_t *output);
+void een_avg_pool_s8(const een_pool *op, const int8_t *input, int8_t *output);
+void een_pad_s8(const een_pad *op, const int8_t *input, int8_t *output);
+void een_mean_s8(const een_mean *op, const int8_t *input, int8_t *output);
+void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EENATIVE_H */

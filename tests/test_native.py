@@ -1,0 +1,114 @@
+"""The native backend: generated C compiled with the host gcc, bit-exact with TFLite Micro."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converter import native_check, verify
+from converter.build import CALIBRATION_SAMPLES, BuildOptions, run
+from converter.native_graph import NativeError, lower, mean_multiplier, quantize_multiplier, round_half_away
+from converter.native_plan import plan
+from earlyexit import checkpoint, data
+from tests.conftest import shared_path
+
+SAMPLES = 48
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc: apt-get install gcc")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("native") / "nano33"
+    run(BuildOptions(board="nano33", runtime="native", out=out), say=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs(built) -> np.ndarray:
+    """Bundled test images the build did not calibrate on, quantized as the firmware does."""
+    ckpt = checkpoint.load("fashion-mnist")
+    images = data.load("fashion-mnist-samples", "test").x[CALIBRATION_SAMPLES : CALIBRATION_SAMPLES + SAMPLES]
+    first = native_check.device_slices(built)[0].input
+    return verify.quantize_images(images, verify.input_lut(ckpt.mean, ckpt.std, first.scale, first.zero_point))
+
+
+def _native_vs_tflm(build: Path, exe: Path, x: np.ndarray) -> native_check.Comparison:
+    slices = native_check.device_slices(build)
+    native = native_check.run_host(native_check.compile_host(build, exe), slices, x)
+    return native_check.compare(native, verify.run_chain(slices, x, verify.tflm_runner))
+
+
+def test_every_activation_and_logit_equals_tflm(built, inputs, tmp_path):
+    result = _native_vs_tflm(built, tmp_path / "check", inputs)
+    assert result.samples == SAMPLES
+    assert result.logits_mismatches == [0, 0, 0]
+    assert result.trunk_mismatches == [0, 0]
+
+
+def test_a_wrong_multiplier_is_caught(built, inputs, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(built, broken)
+    src = broken / "firmware" / "ee_native.c"
+    text = src.read_text()
+    head, tail = text.split("ee_s1_op0_mult[16] = {\n  ", 1)
+    first, rest = tail.split(",", 1)
+    src.write_text(f"{head}ee_s1_op0_mult[16] = {{\n  {int(first) * 3 // 4},{rest}")
+    result = _native_vs_tflm(broken, tmp_path / "check", inputs)
+    assert result.trunk_mismatches[0] > 0
+
+
+def test_build_records_the_runtime(built):
+    manifest = json.loads((built / "manifest.json").read_text())
+    runtime = manifest["runtime"]
+    assert runtime["kind"] == "native"
+    assert 0 < runtime["native"]["arena_bytes"] < manifest["fit"]["arena_bytes"]
+    assert runtime["native"]["arena_bytes"] == max(runtime["native"]["arena_per_slice"])
+    fw = built / "firmware"
+    assert not (fw / "ee_model_data.cc").exists()
+    assert f"#define EE_NATIVE_ARENA_BYTES {runtime['native']['arena_bytes']}\n" in (fw / "ee_native.h").read_text()
+
+
+def test_memory_plan_never_overlaps_live_buffers(built):
+    for s in native_check.device_slices(built):
+        graph = lower(s.tflite, f"slice {s.index + 1}")
+        external = {graph.input: "input", **{t: f"out{t}" for t in graph.outputs}}
+        p = plan(graph, external)
+        spans = []  # (first op, last op, start, end) of every arena buffer
+        for k, op in enumerate(graph.ops):
+            loc = p.tensors[op.output]
+            if loc.base == "arena" and op.kind != "alias":
+                last = max([j for j, o in enumerate(graph.ops) if op.output in o.inputs], default=k)
+                spans.append((k, last, loc.offset, loc.offset + graph.tensors[op.output].size))
+            if k in p.scratch:
+                spans.append((k, k, p.scratch[k].offset, p.scratch[k].offset + op.scratch_bytes))
+        for i, a in enumerate(spans):
+            assert a[3] <= p.arena_bytes
+            for b in spans[i + 1 :]:
+                if a[0] <= b[1] and b[0] <= a[1]:
+                    assert a[3] <= b[2] or b[3] <= a[2], (a, b)
+
+
+def test_quantize_multiplier_matches_tflite_rules():
+    assert quantize_multiplier(0.0) == (0, 0)
+    assert quantize_multiplier(0.5) == (1 << 30, 0)
+    assert quantize_multiplier(1.0) == (1 << 30, 1)
+    assert quantize_multiplier(0.75) == (3 << 29, 0)
+    assert quantize_multiplier(2.0**-40) == (0, 0)  # flushed to zero below 2^-31
+    assert quantize_multiplier(1.0 - 2.0**-33) == (1 << 30, 1)  # rounds up to 2^31: renormalised
+    assert [round_half_away(v) for v in (0.5, -0.5, 1.49, -2.5)] == [1, -1, 1, -3]
+
+
+def test_mean_folds_the_count_into_the_multiplier():
+    mult, shift = quantize_multiplier(0.3)
+    folded, folded_shift = mean_multiplier(0.3, 1.0, 49)
+    assert folded_shift == shift - 5  # floor(log2(49))
+    assert folded == (mult << 5) // 49
+
+
+def test_an_op_without_kernel_names_it():
+    path = shared_path("mlperf-tiny", "pretrainedResnet_quant.tflite")
+    with pytest.raises(NativeError, match="SOFTMAX"):
+        lower(path.read_bytes(), "resnet8")
