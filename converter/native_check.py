@@ -16,7 +16,7 @@ import numpy as np
 
 from converter import verify
 from converter.flatbuf import TensorInfo
-from converter.intslice import IntSlice
+from converter.slicing import IntSlice
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
@@ -118,3 +118,45 @@ def compare(native: verify.ChainOutputs, ref: verify.ChainOutputs) -> Comparison
         [mismatches(a, b) for a, b in zip(native.logits, ref.logits)],
         [mismatches(a, b) for a, b in zip(native.trunks, ref.trunks)],
     )
+
+
+ARM_CC = "arm-none-eabi-gcc"
+ARM_ARCH = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+QEMU = "qemu-system-arm"
+
+
+def compile_qemu(build_dir: Path, elf: Path, simd: bool, profile: bool = False) -> Path:
+    """Build the check driver for QEMU's mps2-an386 (Cortex-M4F) with firmware/qemu's startup code."""
+    srcs, incs = sources(build_dir)
+    test = FIRMWARE / "lib/eenative/test"
+    qemu = FIRMWARE / "qemu"
+    flags = [*ARM_ARCH, *CFLAGS, "-ffunction-sections", "-fdata-sections", f"-I{qemu}"]
+    flags += ["-DEENATIVE_SIMD"] if simd else []
+    flags += ["-DEEN_PROFILE", "-include", str(test / "een_profile.h")] if profile else []
+    link = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", f"-T{qemu / 'mps2_an386.ld'}"]
+    files = [*srcs, str(test / "een_check.c"), str(test / "een_io_qemu.c"), str(qemu / "startup.c")]
+    files.append(str(qemu / "board.c"))
+    subprocess.run([ARM_CC, *flags, *incs, *files, *link, "-o", str(elf)], check=True, capture_output=True, text=True)
+    return elf
+
+
+def run_qemu(
+    elf: Path, slices: list[IntSlice], x_int8: np.ndarray, workdir: Path, timeout: float = 600
+) -> tuple[verify.ChainOutputs, dict[tuple[int, int], int]]:
+    """Run the QEMU driver on (N, H, W, C) int8 inputs: its outputs and SysTick ticks per (slice, op)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "een_in.bin").write_bytes(np.ascontiguousarray(x_int8).tobytes())
+    for name in ("een_out.bin", "een_prof.txt"):
+        (workdir / name).unlink(missing_ok=True)
+    cmd = [QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-kernel", str(elf.resolve()), "-display", "none"]
+    cmd += ["-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native"]
+    cmd += ["-icount", "shift=0"]
+    subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, timeout=timeout)
+    outputs = split_outputs((workdir / "een_out.bin").read_bytes(), slices, len(x_int8))
+    prof = workdir / "een_prof.txt"
+    ticks = {}
+    for line in prof.read_text().split("\n") if prof.is_file() else []:
+        if line:
+            s, op, t = (int(v) for v in line.split())
+            ticks[(s, op)] = t
+    return outputs, ticks

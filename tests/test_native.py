@@ -112,3 +112,26 @@ def test_an_op_without_kernel_names_it():
     path = shared_path("mlperf-tiny", "pretrainedResnet_quant.tflite")
     with pytest.raises(NativeError, match="SOFTMAX"):
         lower(path.read_bytes(), "resnet8")
+
+
+def _arm_tools() -> None:
+    missing = [t for t in (native_check.ARM_CC, native_check.QEMU) if shutil.which(t) is None]
+    if missing:
+        pytest.skip(
+            f"{', '.join(missing)} missing: apt-get install --no-install-recommends gcc-arm-none-eabi "
+            "libnewlib-arm-none-eabi qemu-system-arm"
+        )
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("simd", [False, True], ids=["plain", "simd"])
+def test_cortex_m4_equals_tflm(built, inputs, tmp_path, simd):
+    """The Cortex-M4 build (SIMD or plain C) under QEMU is identical to TFLM; every kernel was timed."""
+    _arm_tools()
+    slices = native_check.device_slices(built)
+    x = inputs[:8]
+    elf = native_check.compile_qemu(built, tmp_path / "check.elf", simd, profile=True)
+    native, ticks = native_check.run_qemu(elf, slices, x, tmp_path / "run")
+    result = native_check.compare(native, verify.run_chain(slices, x, verify.tflm_runner))
+    assert result.identical, result.to_json()
+    assert ticks and all(t > 0 for t in ticks.values())
