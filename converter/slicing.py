@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from converter import flatbuf
 from converter.errors import ConvertError
+from converter.intslice import IntSlice
 from converter.tflite import TFLM_OPS, export_onnx, onnx_to_int8
 from earlyexit.checkpoint import Checkpoint
 from earlyexit.model import Slice
@@ -25,18 +25,6 @@ from earlyexit.transforms import to_input
 
 # Boundary scales calibrated on the same samples agree to ~1e-7; more means a real mismatch.
 HANDOFF_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class IntSlice:
-    """One converted slice and its int8 interface."""
-
-    index: int
-    tflite: bytes
-    ops: tuple[str, ...]
-    input: flatbuf.TensorInfo
-    logits: flatbuf.TensorInfo
-    trunk: flatbuf.TensorInfo | None
 
 
 def _split_outputs(

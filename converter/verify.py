@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from converter import flatbuf
-from converter.slicing import IntSlice
+from converter.intslice import IntSlice
 
 PROBE_ARENA = 8 * 1024 * 1024
 

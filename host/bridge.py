@@ -1,7 +1,7 @@
 """The edge bridge: serves devices on serial ports, continues their offloads, reports every answer.
 
-One thread per port. Per port the bridge handshakes (0x00, PING; HELLO -> HELLO_ACK after
-checking the model hash), sends queued INFER requests one at a time (again after
+One thread per port. Per port the bridge handshakes (0x00, ERROR(hello required) until the
+device's HELLO, HELLO_ACK after checking the model hash), sends queued INFER requests one at a time (again after
 ``answer_timeout`` s, up to ``MAX_TRIES`` times), answers OFFLOADs through the
 :class:`~host.edge.EdgeService`, and emits one record per final RESULT. A lost port is
 reopened with backoff; garbage on the line costs at most the frame it hit.
@@ -45,8 +45,8 @@ log = logging.getLogger("host.bridge")
 PING_INTERVAL_S = 1.0
 MAX_TRIES = 3
 REOPEN_S = (0.2, 5.0)  # first and longest pause before reopening a lost port
-HELLO_GRACE_S = 0.25  # an unacknowledged device sends HELLO right after its PONG
 RECENT = 256  # answered request ids remembered per port, to flag duplicates
+_HELLO_REQUIRED = Error(ErrorCode.HELLO_REQUIRED, "send HELLO")
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,10 @@ class PortWorker(threading.Thread):
         self.requests: queue.Queue[Request] = queue.Queue()
         self.current: _InFlight | None = None
         self.recent: OrderedDict[int, None] = OrderedDict()
-        self.ready_at: float | None = None  # when INFERs may go out: the handshake is over
-        self.accepted: bool | None = None
+        self.ready = False  # the device said HELLO on this connection: INFERs may go out
+        self.accepted: bool | None = None  # None: no HELLO yet on this connection
+        self.received_at = 0.0  # perf_counter when the frames being handled were read
+        self.served_ms: list[float] = []  # per offload answered: frame in -> RESULT written
 
     @property
     def idle(self) -> bool:
@@ -135,6 +137,15 @@ class PortWorker(threading.Thread):
                 self.stop.wait(pause)
                 pause = min(2 * pause, REOPEN_S[1])
         self.close()
+        if self.served_ms:
+            ms = sorted(self.served_ms)
+            log.info(
+                "%s: %d offloads served, frame in -> result out p50 %.3f ms, p99 %.3f ms",
+                self.url,
+                len(ms),
+                ms[(len(ms) - 1) // 2],
+                ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))],
+            )
 
     def close(self) -> None:
         if self.link is not None:
@@ -145,27 +156,29 @@ class PortWorker(threading.Thread):
             self.link = None
 
     def _session(self) -> None:
-        self.ready_at, self.accepted = None, None
+        self.ready, self.accepted = False, None
         if self.current is not None:
             self.current.last_sent = float("-inf")  # resend once the device is back
         self.link.write(b"\x00")
         next_ping = 0.0
         dropped = self.link.reader.dropped
         while not self.stop.is_set():
-            for frame in self.link.receive():
+            frames = self.link.receive()
+            self.received_at = time.perf_counter()
+            for frame in frames:
                 self._handle(frame)
             if self.link.reader.dropped != dropped:
                 lost, dropped = self.link.reader.dropped - dropped, self.link.reader.dropped
                 log.info("%s: dropped %d damaged frame(s), last: %s", self.url, lost, self.link.reader.last_error)
             now = time.monotonic()
-            if now >= next_ping:
-                self.link.send(Ping(int(now * 1e6) & 0xFFFFFFFF), 0)
+            if now >= next_ping:  # until its HELLO, ask the device for one (it may be acknowledged by our predecessor)
+                self.link.send(Ping(int(now * 1e6) & 0xFFFFFFFF) if self.ready else _HELLO_REQUIRED, 0)
                 next_ping = now + PING_INTERVAL_S
             self._pump(now)
 
     def _pump(self, now: float) -> None:
         """Resend or give up the request in flight; start the next one."""
-        if self.ready_at is None or now < self.ready_at:
+        if not self.ready:
             return
         c = self.current
         if c is not None and now - c.last_sent > self.answer_timeout:
@@ -202,16 +215,13 @@ class PortWorker(threading.Thread):
 
     def _handle(self, frame: Frame) -> None:
         message, rid = frame.message, frame.request_id
-        if isinstance(message, Hello):
-            self.ready_at = time.monotonic()
-        elif self.ready_at is None:  # an unacknowledged device's HELLO follows its PONG at once; else there is none
-            self.ready_at = time.monotonic() + HELLO_GRACE_S
         mine = self._mine(rid)
         if mine is not None:
             mine.wire_bytes += len(encode(message, rid))
-        if isinstance(message, Pong):  # before Ping: Pong subclasses it
+        if isinstance(message, Pong):
             pass
         elif isinstance(message, Hello):
+            self.ready = True
             self._hello(message)
         elif isinstance(message, Ping):
             self.link.send(Pong(message.timestamp_us), rid)
@@ -245,6 +255,10 @@ class PortWorker(threading.Thread):
         self.accepted = accepted
 
     def _offload(self, rid: int, offload: Offload, mine: _InFlight | None) -> None:
+        if self.accepted is None:
+            log.info("%s: OFFLOAD %d before the device's HELLO: asking for one (the device falls back)", self.url, rid)
+            self.link.send(_HELLO_REQUIRED, rid)
+            return
         if self.accepted is False:
             self.link.send(Error(ErrorCode.MODEL_MISMATCH, "the edge's bundle is another model"), rid)
             return
@@ -253,11 +267,10 @@ class PortWorker(threading.Thread):
             log.warning("%s: request %d: cannot continue: %s", self.url, rid, reason)
             self.link.send(Error(ErrorCode.MALFORMED, reason), rid)
             return
-        if self.accepted is None:
-            log.warning("%s: no HELLO (acknowledged by an earlier bridge?): model checked by shapes only", self.url)
-            self.accepted = True
         outcome = self.edge.serve(offload)
         sent = self.link.send(outcome.answer, rid) if outcome.answer else 0
+        if sent:
+            self.served_ms.append(1e3 * (time.perf_counter() - self.received_at))
         if mine is not None:
             mine.wire_bytes += sent
             mine.timings_ms.update(outcome.timings_ms, device=offload.time_spent_us / 1e3)

@@ -14,7 +14,7 @@ import numpy as np
 
 from converter import verify
 from converter.flatbuf import TensorInfo
-from converter.slicing import IntSlice
+from converter.intslice import IntSlice
 from converter.threshold import ThresholdPolicy
 from host.protocol import Tier
 

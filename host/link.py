@@ -9,25 +9,27 @@ from typing import Protocol
 
 import serial
 
-from host.protocol import Frame, FrameReader, Message, encode
+from host.protocol import Frame, FrameReader, Message, ProtocolError, encode
 
 READ_TIMEOUT_S = 0.02
 WRITE_TIMEOUT_S = 2.0
 
 
 class Stream(Protocol):
-    def read_some(self) -> bytes: ...
+    def read_some(self, timeout: float) -> bytes: ...
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
 
 
 class SerialStream:
-    """A pyserial port: waits up to READ_TIMEOUT_S for the first byte, then takes what has arrived."""
+    """A pyserial port: waits up to ``timeout`` for the first byte, then takes what has arrived."""
 
     def __init__(self, port: serial.SerialBase) -> None:
         self.port = port
 
-    def read_some(self) -> bytes:
+    def read_some(self, timeout: float) -> bytes:
+        if self.port.timeout != timeout:
+            self.port.timeout = timeout
         return self.port.read(self.port.in_waiting or 1)
 
     def write(self, data: bytes) -> None:
@@ -43,8 +45,8 @@ class SocketStream:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def read_some(self) -> bytes:
-        if not select.select([self.sock], [], [], READ_TIMEOUT_S)[0]:
+    def read_some(self, timeout: float) -> bytes:
+        if not select.select([self.sock], [], [], timeout)[0]:
             return b""
         data = self.sock.recv(65536)
         if not data:
@@ -78,11 +80,15 @@ class Link:
         self.write(wire)
         return len(wire)
 
-    def receive(self) -> list[Frame]:
-        """The frames completed by what arrived within about READ_TIMEOUT_S (bad ones are dropped)."""
-        data = self.stream.read_some()
+    def receive(self, timeout: float = READ_TIMEOUT_S) -> list[Frame]:
+        """The frames completed by what arrived within about ``timeout`` seconds (bad ones are dropped)."""
+        return [f for f in self.receive_all(timeout) if isinstance(f, Frame)]
+
+    def receive_all(self, timeout: float = READ_TIMEOUT_S) -> list[Frame | ProtocolError]:
+        """Every frame completed within about ``timeout`` seconds, in order: decoded, or why it was dropped."""
+        data = self.stream.read_some(timeout)
         self.bytes_received += len(data)
-        return self.reader.feed(data) if data else []
+        return self.reader.feed_all(data) if data else []
 
     def close(self) -> None:
         self.stream.close()

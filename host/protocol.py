@@ -6,6 +6,7 @@ both byte-compatible.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -19,7 +20,15 @@ MAX_PAYLOAD = 16_384
 HEADER = struct.Struct("<BBHH")
 CRC = struct.Struct("<I")
 # The longest packet COBS may expand, plus the delimiter: frames beyond it are dropped early.
-MAX_FRAME = HEADER.size + MAX_PAYLOAD + CRC.size + (HEADER.size + MAX_PAYLOAD + CRC.size) // 254 + 2
+
+
+def frame_bytes(payload: int) -> int:
+    """Wire bytes of a frame with a ``payload``-byte payload in the worst case (C: ``EEP_FRAME_BYTES``)."""
+    packet = HEADER.size + payload + CRC.size
+    return packet + packet // 254 + 2
+
+
+MAX_FRAME = frame_bytes(MAX_PAYLOAD)
 
 
 class Drop(IntEnum):
@@ -36,11 +45,16 @@ class Drop(IntEnum):
 
 
 class ProtocolError(ValueError):
-    """A frame or payload that breaks the spec; the reader drops it and carries on."""
+    """A frame or payload that breaks the spec; the reader drops it and carries on.
 
-    def __init__(self, message: str, code: Drop = Drop.PAYLOAD) -> None:
+    ``request_id`` is the frame's when its CRC held (a wrong version, length, type or payload),
+    so that a receiver can answer it with an ERROR; None for garbage.
+    """
+
+    def __init__(self, message: str, code: Drop = Drop.PAYLOAD, request_id: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.request_id = request_id
 
 
 class MsgType(IntEnum):
@@ -62,6 +76,7 @@ class ErrorCode(IntEnum):
     MODEL_MISMATCH = 4
     BUSY = 5
     INTERNAL = 6
+    HELLO_REQUIRED = 7
 
 
 class Tier(IntEnum):
@@ -98,7 +113,10 @@ class _Reader:
 
     def short_str(self) -> str:
         (n,) = self.take("<B")
-        return self.raw(n).decode("ascii", "replace")
+        raw = self.raw(n)
+        if not raw.isascii():
+            raise ProtocolError(f"{self.what}: text is not ASCII")
+        return raw.decode("ascii")
 
     def done(self) -> None:
         if self.pos != len(self.data):
@@ -139,6 +157,8 @@ class HelloAck:
     def unpack(cls, payload: bytes) -> HelloAck:
         r = _Reader(payload, "HELLO_ACK")
         (accepted,) = r.take("<B")
+        if accepted > 1:
+            raise ProtocolError(f"HELLO_ACK: accepted is {accepted}, not 0 or 1")
         msg = cls(bool(accepted), r.short_str())
         r.done()
         return msg
@@ -199,6 +219,8 @@ class Offload:
             raise ProtocolError(f"OFFLOAD: rank {rank} outside 1..8")
         shape = r.take(f"<{rank}H")
         scale, zp, t, e, dl = r.take("<fbIII")
+        if not math.isfinite(scale):
+            raise ProtocolError(f"OFFLOAD: scale {scale} is not finite")
         n = 1
         for d in shape:
             n *= d
@@ -226,7 +248,9 @@ class Result:
         r.done()
         if tier > Tier.CLOUD:
             raise ProtocolError(f"RESULT: tier {tier} unknown")
-        return cls(label, conf, exit_, tier, bool(flags & 1))
+        if flags > 1:
+            raise ProtocolError(f"RESULT: reserved flag bits set (0x{flags:02x})")
+        return cls(label, conf, exit_, tier, bool(flags))
 
 
 @dataclass(frozen=True)
@@ -247,6 +271,13 @@ class Error:
         return msg
 
 
+def _timestamp(payload: bytes, what: str) -> int:
+    r = _Reader(payload, what)
+    (ts,) = r.take("<I")
+    r.done()
+    return ts
+
+
 @dataclass(frozen=True)
 class Ping:
     TYPE: ClassVar[MsgType] = MsgType.PING
@@ -257,15 +288,20 @@ class Ping:
 
     @classmethod
     def unpack(cls, payload: bytes) -> Ping:
-        r = _Reader(payload, cls.TYPE.name)
-        (ts,) = r.take("<I")
-        r.done()
-        return cls(ts)
+        return cls(_timestamp(payload, "PING"))
 
 
 @dataclass(frozen=True)
-class Pong(Ping):
+class Pong:
     TYPE: ClassVar[MsgType] = MsgType.PONG
+    timestamp_us: int  # the PING's, echoed
+
+    def pack(self) -> bytes:
+        return struct.pack("<I", self.timestamp_us)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Pong:
+        return cls(_timestamp(payload, "PONG"))
 
 
 @dataclass(frozen=True)
@@ -320,54 +356,68 @@ def decode(encoded: bytes) -> Frame:
         raise ProtocolError("CRC mismatch", Drop.CRC)
     version, msg_type, request_id, length = HEADER.unpack_from(packet)
     if version != VERSION:
-        raise ProtocolError(f"version {version}, expected {VERSION}", Drop.VERSION)
+        raise ProtocolError(f"version {version}, expected {VERSION}", Drop.VERSION, request_id)
     if length != len(packet) - HEADER.size - CRC.size or length > MAX_PAYLOAD:
-        raise ProtocolError(f"length field {length} disagrees with the frame", Drop.LENGTH)
+        raise ProtocolError(f"length field {length} disagrees with the frame", Drop.LENGTH, request_id)
     if msg_type not in MESSAGES:
-        raise ProtocolError(f"unknown message type 0x{msg_type:02x}", Drop.TYPE)
-    return Frame(request_id, MESSAGES[msg_type].unpack(packet[HEADER.size : -CRC.size]))
+        raise ProtocolError(f"unknown message type 0x{msg_type:02x}", Drop.TYPE, request_id)
+    try:
+        return Frame(request_id, MESSAGES[msg_type].unpack(packet[HEADER.size : -CRC.size]))
+    except ProtocolError as err:
+        raise ProtocolError(str(err), err.code, request_id) from None
 
 
 class FrameReader:
-    """Feed bytes as they arrive; get whole frames back. Bad frames are counted and dropped."""
+    """Feed bytes as they arrive; get whole frames back. Bad frames are counted and dropped.
 
-    def __init__(self) -> None:
+    ``max_frame`` bounds a frame's wire bytes (the C reader's buffer size); longer ones are
+    dropped while they arrive.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
         self._overflow = False
+        self.max_frame = max_frame
         self.dropped = 0
         self.last_error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[Frame]:
-        frames = []
+        """The frames ``data`` completes, in order."""
+        return [f for f in self.feed_all(data) if isinstance(f, Frame)]
+
+    def feed_all(self, data: bytes) -> list[Frame | ProtocolError]:
+        """Every frame ``data`` completes, in order: decoded, or the error that dropped it."""
+        out: list[Frame | ProtocolError] = []
         *complete, tail = bytes(data).split(b"\x00")
         for chunk in complete:
-            frames += self._finish(chunk)
+            out += self._finish(chunk)
         self._append(tail)
-        return frames
+        return out
 
     def _append(self, chunk: bytes) -> None:
         if self._overflow:
             return
-        if len(self._buf) + len(chunk) > MAX_FRAME:
+        if len(self._buf) + len(chunk) > self.max_frame:
             self._buf.clear()
             self._overflow = True
             return
         self._buf += chunk
 
-    def _finish(self, chunk: bytes) -> list[Frame]:
+    def _finish(self, chunk: bytes) -> list[Frame | ProtocolError]:
         self._append(chunk)
         buf, overflow = bytes(self._buf), self._overflow
         self._buf.clear()
         self._overflow = False
         if overflow:
-            self.dropped += 1
-            self.last_error = ProtocolError(f"frame longer than {MAX_FRAME} bytes", Drop.OVERFLOW)
-            return []
+            return [self._drop(ProtocolError(f"frame longer than {self.max_frame} bytes", Drop.OVERFLOW))]
         if not buf:
             return []  # a bare delimiter (resync)
         try:
             return [decode(buf)]
         except ProtocolError as err:
-            self.dropped += 1
-            self.last_error = err
-            return []
+            return [self._drop(err)]
+
+    def _drop(self, err: ProtocolError) -> ProtocolError:
+        self.dropped += 1
+        self.last_error = err
+        return err

@@ -1,12 +1,14 @@
 """A stand-in for the microcontroller: the device slices in TFLite Micro, the firmware's policy and protocol.
 
-It behaves like the firmware's portable core (firmware/lib/eecore, docs/firmware.md): HELLO at
-boot and after every PING until acknowledged; one request at a time (an INFER meanwhile gets
-ERROR busy); after each slice EXIT answers, a passed budget (deadline less margin, from the
-INFER's arrival) answers with the fallback flag, and the last device exit offloads when
-acknowledged (else answers, no fallback); while it waits, the edge's RESULT is echoed, an
-ERROR from the edge or the budget running out answers from the deepest exit with the
-fallback flag. TELEMETRY precedes every final RESULT; late RESULTs are ignored.
+It behaves as the firmware's portable core (firmware/lib/eecore; docs/bridge.md lists the
+rules and the differences that remain): HELLO at boot, after a PING while unacknowledged and
+on ERROR(hello required); one request at a time (an INFER meanwhile gets ERROR busy); after
+each slice EXIT answers, a passed budget (deadline less margin, from the INFER's arrival)
+answers with the fallback flag, and the last device exit offloads when acknowledged (else
+answers, no fallback); while it waits, the edge's RESULT is passed on with its fallback flag,
+an ERROR from the edge or the budget running out answers from the deepest exit with the
+fallback flag. TELEMETRY precedes every final RESULT; late RESULTs are ignored; frames whose
+CRC holds but whose version, type or payload is wrong are answered with the matching ERROR.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,8 +24,9 @@ from converter import boards, verify
 from converter.threshold import EXIT
 from host.bundle import Bundle
 from host.edge import split_outputs
-from host.link import Link
+from host.link import READ_TIMEOUT_S, Link
 from host.protocol import (
+    Drop,
     Error,
     ErrorCode,
     Frame,
@@ -33,15 +36,24 @@ from host.protocol import (
     Offload,
     Ping,
     Pong,
+    ProtocolError,
     Result,
     Telemetry,
     Tier,
+    frame_bytes,
 )
 
 log = logging.getLogger("host.simulator")
 
-FW_VERSION = 1
+FW_VERSION = 1  # the firmware's EEC_FW_VERSION
 MARGIN_US = 5_000  # the firmware's EEFW_MARGIN_US: stop waiting for the edge this long before the deadline
+# The ERROR a frame dropped after its CRC held gets, as eecore's answer_dropped.
+DROP_ANSWERS = {
+    Drop.VERSION: (ErrorCode.VERSION, "version"),
+    Drop.TYPE: (ErrorCode.UNKNOWN_TYPE, "unknown type"),
+    Drop.LENGTH: (ErrorCode.MALFORMED, "malformed"),
+    Drop.PAYLOAD: (ErrorCode.MALFORMED, "malformed"),
+}
 
 
 @dataclass
@@ -59,10 +71,12 @@ class Simulator:
         self.bundle, self.link = bundle, link
         self.budget_s = max(deadline_ms * 1e3 - MARGIN_US, 0) / 1e6
         self.deadline_us = int(deadline_ms * 1e3)
-        self.power_uw = 1e3 * boards.load(bundle.board).active_power_mw
+        self.power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
         self.runners = [verify.tflm_runner(s) for s in bundle.slices[: bundle.device_slices]]
         self.policy = bundle.policy(bundle.device_slices)
         self.lut = bundle.input_lut()
+        h, w, c = bundle.input_shape
+        link.reader.max_frame = frame_bytes(max(6 + h * w * c, 258))  # eecore's receive buffer: INFER or ERROR
         self.acknowledged = False
         self.waiting: _Request | None = None  # offloaded, waiting for the edge
 
@@ -71,20 +85,34 @@ class Simulator:
         self.link.write(b"\x00")
         self._hello()
         while not stop.is_set():
-            for frame in self.link.receive():
-                self._handle(frame)
+            for item in self.link.receive_all(self._read_timeout()):
+                if isinstance(item, Frame):
+                    self._handle(item)
+                else:
+                    self._answer_dropped(item)
             late = self.waiting
             if late is not None and time.monotonic() - late.started >= self.budget_s:
                 log.info("request %d: no edge answer in time, answering from exit %d", late.request_id, late.local.exit)
-                self._finish(late, late.local, fallback=True)
+                self._finish(late, replace(late.local, fallback=True))
+
+    def _read_timeout(self) -> float:
+        """Wake up for the budget of the request waiting for the edge, as the firmware's eec_poll would."""
+        if self.waiting is None:
+            return READ_TIMEOUT_S
+        left = self.waiting.started + self.budget_s - time.monotonic()
+        return min(READ_TIMEOUT_S, max(left, 0.0))
 
     def _hello(self) -> None:
         self.link.send(Hello(FW_VERSION, self.bundle.board, bytes.fromhex(self.bundle.model_hash)), 0)
 
+    def _answer_dropped(self, err: ProtocolError) -> None:
+        if err.request_id is not None and err.code in DROP_ANSWERS:
+            self.link.send(Error(*DROP_ANSWERS[err.code]), err.request_id)
+
     def _handle(self, frame: Frame) -> None:
         message, rid = frame.message, frame.request_id
         waited = self.waiting if self.waiting is not None and self.waiting.request_id == rid else None
-        if isinstance(message, Ping) and not isinstance(message, Pong):  # Pong subclasses Ping
+        if isinstance(message, Ping):
             self.link.send(Pong(message.timestamp_us), rid)
             if not self.acknowledged:
                 self._hello()
@@ -95,10 +123,16 @@ class Simulator:
         elif isinstance(message, Infer):
             self._infer(rid, message)
         elif isinstance(message, Result) and waited is not None:
-            self._finish(waited, Result(message.label, message.confidence_q15, message.exit, message.tier))
+            self._finish(waited, message)  # the edge's answer, its fallback flag included
+        elif isinstance(message, Error) and message.code == ErrorCode.HELLO_REQUIRED:
+            if self.waiting is not None:
+                log.info("request %d: a new edge does not know it: answering on the device", self.waiting.request_id)
+                self._finish(self.waiting, replace(self.waiting.local, fallback=True))
+            self.acknowledged = False
+            self._hello()
         elif isinstance(message, Error) and waited is not None:
             log.info("request %d: the edge cannot continue it (%s): answering on the device", rid, message.message)
-            self._finish(waited, waited.local, fallback=True)
+            self._finish(waited, replace(waited.local, fallback=True))
         else:
             log.debug("ignoring %s %d", message.TYPE.name, rid)
 
@@ -115,7 +149,12 @@ class Simulator:
         last, fallback = len(self.runners) - 1, False
         for k, run in enumerate(self.runners):
             t0 = time.perf_counter_ns()
-            logits, trunk = split_outputs(run(h))
+            try:
+                logits, trunk = split_outputs(run(h))
+            except RuntimeError as err:
+                log.error("request %d: slice %d failed (%s)", rid, k + 1, err)
+                self.link.send(Error(ErrorCode.INTERNAL, "slice failed"), rid)
+                return
             request.micros.append((k + 1, (time.perf_counter_ns() - t0) // 1000))
             request.local = Result(int(np.argmax(logits)), self.policy.confidence_q15(k, logits), k + 1, Tier.DEVICE)
             if self.policy.decide(k, logits) == EXIT:
@@ -129,7 +168,7 @@ class Simulator:
                     return
                 break  # not acknowledged: the device's own answer
             h = trunk
-        self._finish(request, request.local, fallback)
+        self._finish(request, replace(request.local, fallback=fallback))
 
     def _offload(self, request: _Request, k: int, trunk: np.ndarray) -> None:
         spent_us = int(1e6 * (time.monotonic() - request.started))
@@ -141,7 +180,7 @@ class Simulator:
                 info.scale,
                 info.zero_point,
                 spent_us,
-                int(spent_us * self.power_uw / 1e6),
+                spent_us * self.power_uw // 1_000_000,
                 max(self.deadline_us - spent_us, 0),
                 trunk.tobytes(),
             ),
@@ -149,9 +188,8 @@ class Simulator:
         )
         self.waiting = request
 
-    def _finish(self, request: _Request, answer: Result, fallback: bool = False) -> None:
+    def _finish(self, request: _Request, answer: Result) -> None:
         """TELEMETRY, then the request's one final RESULT."""
-        rid = request.request_id
-        self.link.send(Telemetry(tuple(request.micros)), rid)
-        self.link.send(Result(answer.label, answer.confidence_q15, answer.exit, answer.tier, fallback), rid)
+        self.link.send(Telemetry(tuple(request.micros)), request.request_id)
+        self.link.send(answer, request.request_id)
         self.waiting = None

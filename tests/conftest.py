@@ -1,9 +1,11 @@
-"""Shared fixtures: a tiny architecture, synthetic data, and the read-only ../shared data."""
+"""Shared fixtures: a tiny architecture, synthetic data, the read-only ../shared data, order-independent seeds."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,6 +48,19 @@ def tiny_arch() -> ArchConfig:
     )
 
 
-@pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed_all() -> None:
+    random.seed(0)
+    np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> None:
+    """Seed before every fixture, whatever its scope: a module fixture's weights do not depend on the tests before."""
+    _seed_all()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """Seed again right before the test body, after its fixtures consumed random numbers."""
+    _seed_all()

@@ -39,7 +39,7 @@ def canonical(frame: p.Frame) -> str:
         body = f"class={m.label} conf={m.confidence_q15} exit={m.exit} tier={m.tier} fallback={int(m.fallback)}"
     elif isinstance(m, p.Error):
         body = f"code={m.code} message={m.message}"
-    elif isinstance(m, p.Ping):  # PING and PONG
+    elif isinstance(m, (p.Ping, p.Pong)):
         body = f"ts={m.timestamp_us}"
     else:
         body = "slices=" + ",".join(f"{s}:{us}" for s, us in m.slice_micros)
@@ -60,6 +60,7 @@ def _valid() -> list[tuple[p.Message, int]]:
         (p.Result(9, 32767, 1, p.Tier.DEVICE, False), 8),
         (p.Result(3, 1, 4, p.Tier.CLOUD, True), 9),
         (p.Error(p.ErrorCode.MODEL_MISMATCH, "edge runs another model"), 10),
+        (p.Error(p.ErrorCode.HELLO_REQUIRED, "send HELLO"), 0),
         (p.Ping(123456), 11),
         (p.Pong(2**32 - 1), 12),
         (p.Telemetry(((1, 51234), (2, 80000))), 13),
@@ -76,6 +77,11 @@ def _packet(version: int, msg_type: int, request_id: int, payload: bytes, length
     return head + payload + struct.pack("<I", zlib.crc32(head + payload))
 
 
+def _offload_head(scale_bits: int) -> bytes:
+    """An OFFLOAD payload of one int8 value up to its tensor, with the scale given as raw float bits."""
+    return struct.pack("<BBHIbIII", 1, 1, 1, scale_bits, 0, 0, 0, 0)
+
+
 def _invalid() -> list[tuple[bytes, p.Drop]]:
     good = p.encode(p.Result(1, 2, 3, 1), 5)
     flipped = bytearray(good)
@@ -88,6 +94,11 @@ def _invalid() -> list[tuple[bytes, p.Drop]]:
         (_raw_frame(_packet(1, p.MsgType.RESULT, 1, struct.pack("<HHBBB", 1, 2, 3, 7, 0))), p.Drop.PAYLOAD),
         (_raw_frame(_packet(1, p.MsgType.PING, 1, b"\x01\x02\x03\x04\x05")), p.Drop.PAYLOAD),
         (_raw_frame(_packet(1, p.MsgType.OFFLOAD, 1, b"\x01\x00" + bytes(20))), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(1, p.MsgType.RESULT, 1, struct.pack("<HHBBB", 1, 2, 3, 1, 2))), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(1, p.MsgType.HELLO_ACK, 1, b"\x02\x00")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(1, p.MsgType.ERROR, 1, b"\x01\x00\x02o\xc3")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(1, p.MsgType.OFFLOAD, 1, _offload_head(0x7FC00000) + b"\x05")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(1, p.MsgType.OFFLOAD, 1, _offload_head(0xFF800000) + b"\x05")), p.Drop.PAYLOAD),
         (_raw_frame(b"\x01\x02\x03"), p.Drop.SHORT),
         (b"\x05\x01\x02\x00", p.Drop.COBS),
         (good[:-3] + b"\x00", p.Drop.COBS),

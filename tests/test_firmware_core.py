@@ -10,7 +10,7 @@ import pytest
 
 from converter import __version__, codegen
 from converter.flatbuf import TensorInfo
-from converter.slicing import IntSlice
+from converter.intslice import IntSlice
 from converter.threshold import ThresholdPolicy
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -45,6 +45,7 @@ class ScriptedDevice:
         self.io = fd_or_sock
         self.reader = FrameReader()
         self.frames = []
+        self.skipped = []  # frames expect() passed over
 
     def write(self, data: bytes) -> None:
         if isinstance(self.io, socket.socket):
@@ -64,14 +65,15 @@ class ScriptedDevice:
                 frame = self.frames.pop(0)
                 if frame.message.TYPE == kind:
                     return frame
+                self.skipped.append(frame)
             if select.select([self.io], [], [], 0.05)[0]:
                 data = self.io.recv(4096) if isinstance(self.io, socket.socket) else os.read(self.io, 4096)
                 self.frames += self.reader.feed(data)
         raise AssertionError(f"no {kind.name} from the bridge within {timeout} s")
 
     def handshake(self, model_hash: bytes) -> HelloAck:
-        self.expect(MsgType.PING)
-        self.send(Pong(0))
+        request = self.expect(MsgType.ERROR)  # the bridge asks for a HELLO
+        assert request.message.code == ErrorCode.HELLO_REQUIRED
         self.send(Hello(1, "nano33", model_hash))
         return self.expect(MsgType.HELLO_ACK).message
 
@@ -127,6 +129,22 @@ def test_handshake_refuses_another_model_and_says_what_to_do(pty_bridge, bundle,
     (paragraph,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert other.hex() in paragraph and bundle.model_hash in paragraph
     assert "Rebuild the bundle" in paragraph and "reflash the board" in paragraph and "\n" not in paragraph
+
+
+def test_nothing_is_served_before_the_devices_hello(pty_bridge, bundle):
+    bridge, device, _ = pty_bridge
+    for _ in range(2):  # asked again every PING_INTERVAL_S until the device answers
+        assert device.expect(MsgType.ERROR, timeout=3).message.code == ErrorCode.HELLO_REQUIRED
+    image, offload = _sample(bundle)
+    bridge.submit(Request(3, bundle.input_shape, image.tobytes()))
+    device.send(offload, 8)  # e.g. a request of the bridge before this one
+    refusal = device.expect(MsgType.ERROR)
+    assert refusal.request_id == 8 and refusal.message.code == ErrorCode.HELLO_REQUIRED
+    device.send(Hello(1, "nano33", bytes.fromhex(bundle.model_hash)))
+    assert device.expect(MsgType.HELLO_ACK).message.accepted
+    assert MsgType.INFER not in {f.message.TYPE for f in device.skipped}
+    assert device.expect(MsgType.INFER).request_id == 3  # only now
+    assert device.expect(MsgType.PING, timeout=3).request_id == 0  # and PINGs instead of requests for HELLO
 
 
 def test_damaged_input_is_dropped_and_the_next_offload_is_served(pty_bridge, bundle):
@@ -210,8 +228,7 @@ def test_bridge_reconnects_and_resends_the_request_in_flight(bundle):
         server.settimeout(10)
         conn, _ = server.accept()  # the bridge reopens the port after its backoff
         device = ScriptedDevice(conn)
-        device.expect(MsgType.PING)
-        device.send(Pong(0))  # an acknowledged device sends no HELLO
+        device.handshake(bytes.fromhex(bundle.model_hash))  # the new connection asks for a HELLO again
         assert device.expect(MsgType.INFER).request_id == 7
         device.send(Result(1, 30000, 1, 0), 7)
         _wait(lambda: bridge.idle)

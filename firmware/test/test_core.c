@@ -27,6 +27,7 @@ static int case_failed;
 #define ERR_MALFORMED 3
 #define ERR_BUSY 5
 #define ERR_INTERNAL 6
+#define ERR_HELLO_REQUIRED 7
 
 #define DEADLINE_US 50000u
 #define MARGIN_US 2000u
@@ -397,6 +398,51 @@ static void test_an_edge_error_for_the_request_falls_back_at_once(void) {
   CHECK(ctx.stats.fallbacks == 1 && bad_sends == 0);
 }
 
+static void test_an_edge_fallback_answer_keeps_its_flag(void) {
+  eep_msg m = result(14, 2, 9000, 3, 1);
+  offload_request(14);
+  m.u.result.fallback = 1; /* the edge answered from its own exit: the cloud was late */
+  CHECK(deliver(&m) == EEC_OK);
+  CHECK(n_sent == 4 && answered(2, 14, 2, 2, 9000, 3, 1, 1));
+  CHECK(ctx.stats.fallbacks == 1 && bad_sends == 0);
+}
+
+static eep_msg hello_required(uint16_t id) {
+  eep_msg m;
+  m.type = EEP_ERROR;
+  m.request_id = id;
+  m.u.error.code = ERR_HELLO_REQUIRED;
+  m.u.error.message.text = "send HELLO";
+  m.u.error.message.len = 10;
+  return m;
+}
+
+static void test_hello_required_while_idle_sends_hello_and_stops_offloading_until_acked(void) {
+  eep_msg m = hello_required(0), req = infer(16);
+  begin();
+  acknowledge();
+  CHECK(deliver(&m) == EEC_OK);
+  CHECK(n_sent == 2 && sent[1].msg.type == EEP_HELLO && !ctx.acknowledged);
+  script(0, UNSURE);
+  script(1, TIED);
+  CHECK(deliver(&req) == EEC_OK); /* not acknowledged again yet: answered on the device */
+  CHECK(n_sent == 4 && answered(2, 16, 2, 1, ee_policy_confidence_q15(1, TIED, 4), 2, 0, 0));
+  acknowledge();
+  req = infer(17);
+  CHECK(deliver(&req) == EEC_OK);
+  CHECK(n_sent == 5 && sent[4].msg.type == EEP_OFFLOAD && sent[4].msg.request_id == 17 && bad_sends == 0);
+}
+
+static void test_hello_required_during_an_offload_falls_back_at_once_then_sends_hello(void) {
+  eep_msg m = hello_required(0), late = result(15, 3, 30000, 3, 1);
+  offload_request(15);
+  CHECK(deliver(&m) == EEC_OK); /* a restarted bridge: the OFFLOAD went to its predecessor */
+  CHECK(n_sent == 5 && answered(2, 15, 2, 1, ee_policy_confidence_q15(1, TIED, 4), 2, 0, 1));
+  CHECK(sent[4].msg.type == EEP_HELLO && !ctx.acknowledged && !ctx.waiting && ctx.stats.fallbacks == 1);
+  CHECK(deliver(&late) == EEC_OK);
+  CHECK(n_sent == 5 && ctx.stats.late == 1 && bad_sends == 0);
+}
+
 static void test_garbage_bad_crc_and_oversize_frames_are_dropped_and_counted(void) {
   static uint8_t junk[sizeof ctx.rx + 10];
   static const uint8_t noise[] = {0x11, 0x22, 0x33, 0x00, 0x00, 0x05, 0x06};
@@ -606,6 +652,9 @@ static void test_init_rejects_bad_arguments(void) {
   X(test_offload_timeout_falls_back_to_the_deepest_exit_and_ignores_the_late_answer)  \
   X(test_infer_while_busy_is_refused_and_the_request_in_progress_still_answered_once) \
   X(test_an_edge_error_for_the_request_falls_back_at_once)                            \
+  X(test_an_edge_fallback_answer_keeps_its_flag)                                      \
+  X(test_hello_required_while_idle_sends_hello_and_stops_offloading_until_acked)      \
+  X(test_hello_required_during_an_offload_falls_back_at_once_then_sends_hello)        \
   X(test_garbage_bad_crc_and_oversize_frames_are_dropped_and_counted)                 \
   X(test_refused_or_missing_ack_never_offloads)                                       \
   X(test_deadline_passed_before_offloading_answers_from_the_exit_reached)             \

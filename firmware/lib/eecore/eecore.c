@@ -4,7 +4,7 @@
 #include <string.h>
 
 /* ERROR codes of docs/protocol.md. */
-enum { ERR_VERSION = 1, ERR_UNKNOWN_TYPE = 2, ERR_MALFORMED = 3, ERR_BUSY = 5, ERR_INTERNAL = 6 };
+enum { ERR_VERSION = 1, ERR_UNKNOWN_TYPE = 2, ERR_MALFORMED = 3, ERR_BUSY = 5, ERR_INTERNAL = 6, ERR_HELLO_REQUIRED = 7 };
 enum { TIER_DEVICE = 0 };
 
 static uint32_t elapsed_us(const eec_ctx *ctx) { return ctx->io.micros(ctx->io.user) - ctx->started_us; }
@@ -101,7 +101,7 @@ static eec_status offload(eec_ctx *ctx, int k, const eec_slice_out *out) {
   m.u.offload.zero_point = (int8_t)ee_slices[k].trunk_zero_point;
   m.u.offload.time_spent_us = spent;
   m.u.offload.energy_spent_uj = (uint32_t)((uint64_t)spent * ctx->cfg.active_power_uw / 1000000u);
-  m.u.offload.deadline_left_us = ctx->cfg.deadline_us - spent;
+  m.u.offload.deadline_left_us = spent < ctx->cfg.deadline_us ? ctx->cfg.deadline_us - spent : 0u;
   m.u.offload.tensor = out->trunk;
   m.u.offload.tensor_bytes = n;
   ctx->waiting = 1;
@@ -199,14 +199,24 @@ static eec_status handle(eec_ctx *ctx, const eep_msg *m) {
       return eec_infer(ctx, m->request_id, m->u.infer.h, m->u.infer.w, m->u.infer.c, m->u.infer.pixels);
     case EEP_RESULT:
       if (ctx->waiting && m->request_id == ctx->request) {
-        finish(ctx, m->u.result.label, m->u.result.confidence_q15, m->u.result.exit, m->u.result.tier, 0);
+        /* The edge's answer as it is, its fallback flag included (it answered from its own exit). */
+        finish(ctx, m->u.result.label, m->u.result.confidence_q15, m->u.result.exit, m->u.result.tier,
+               m->u.result.fallback);
       } else {
         ctx->stats.late++;
       }
       break;
     case EEP_ERROR:
-      /* The edge cannot serve the request in progress: do not wait for the deadline. */
-      if (ctx->waiting && m->request_id == ctx->request) {
+      if (m->u.error.code == ERR_HELLO_REQUIRED) {
+        /* A new edge (e.g. a restarted bridge) that does not know our model: an OFFLOAD in flight went
+         * to its predecessor and will never be answered, and offloading waits for the new HELLO_ACK. */
+        if (ctx->waiting) {
+          answer_locally(ctx, 1);
+        }
+        ctx->acknowledged = 0;
+        send_hello(ctx);
+      } else if (ctx->waiting && m->request_id == ctx->request) {
+        /* The edge cannot serve the request in progress: do not wait for the deadline. */
         answer_locally(ctx, 1);
       } else {
         ctx->stats.ignored++;

@@ -97,7 +97,7 @@ typedef struct {
   uint32_t late;        /**< RESULTs for no request in progress (already answered or unknown) */
   uint32_t busy;        /**< INFERs refused because another request was in progress */
   uint32_t offloads;    /**< OFFLOADs sent */
-  uint32_t fallbacks;   /**< answers flagged fallback: the deadline passed, or the edge answered ERROR */
+  uint32_t fallbacks;   /**< answers flagged fallback: deadline passed, edge ERROR, or the edge's own fallback */
   uint32_t send_errors; /**< frames the send callback refused */
 } eec_stats;
 

@@ -175,10 +175,17 @@ static uint32_t r_u32(reader *r) {
   return b ? get_u32(b) : 0;
 }
 
+/* A length-prefixed string; text that is not 7-bit ASCII makes the payload malformed. */
 static eep_str r_str(reader *r) {
   eep_str s;
+  uint8_t i;
   s.len = r_u8(r);
   s.text = (const char *)r_take(r, s.len);
+  for (i = 0; s.text && i < s.len; ++i) {
+    if ((uint8_t)s.text[i] > 0x7Fu) {
+      r->err = 1;
+    }
+  }
   return s;
 }
 
@@ -200,6 +207,9 @@ eep_status eep_unpack_payload(uint8_t type, const uint8_t *payload, size_t len, 
     case EEP_HELLO_ACK:
       m->u.hello_ack.accepted = r_u8(&r);
       m->u.hello_ack.reason = r_str(&r);
+      if (m->u.hello_ack.accepted > 1) {
+        return EEP_ERR_PAYLOAD;
+      }
       break;
     case EEP_INFER:
       m->u.infer.h = r_u16(&r);
@@ -221,6 +231,9 @@ eep_status eep_unpack_payload(uint8_t type, const uint8_t *payload, size_t len, 
         }
       }
       bits = r_u32(&r);
+      if (((bits >> 23) & 0xFFu) == 0xFFu) {
+        return EEP_ERR_PAYLOAD; /* the scale is infinite or NaN */
+      }
       memcpy(&m->u.offload.scale, &bits, 4);
       m->u.offload.zero_point = (int8_t)r_u8(&r);
       m->u.offload.time_spent_us = r_u32(&r);
@@ -234,8 +247,8 @@ eep_status eep_unpack_payload(uint8_t type, const uint8_t *payload, size_t len, 
       m->u.result.confidence_q15 = r_u16(&r);
       m->u.result.exit = r_u8(&r);
       m->u.result.tier = r_u8(&r);
-      m->u.result.fallback = (uint8_t)(r_u8(&r) & 1u);
-      if (m->u.result.tier > 2) {
+      m->u.result.fallback = r_u8(&r);
+      if (m->u.result.tier > 2 || m->u.result.fallback > 1) { /* flags: bit 0 only, the rest reserved */
         return EEP_ERR_PAYLOAD;
       }
       break;
