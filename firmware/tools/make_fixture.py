@@ -36,7 +36,9 @@ DEMO_COUNT = 4
 
 
 def train_tiny(out: Path) -> Path:
-    """The tiny synthetic model of tests/test_build.py, trained for 3 epochs."""
+    """The tiny synthetic model of tests/test_build.py, trained for 3 epochs (seeded, one thread)."""
+    import torch
+
     from earlyexit import data
     from earlyexit.arch import ArchConfig, BlockSpec, HeadSpec
     from earlyexit.model import EarlyExitNet
@@ -53,7 +55,13 @@ def train_tiny(out: Path) -> Path:
     )
     cfg = config_for("fast", "synthetic", epochs=3, batch_size=64, lr=0.05)
     ckpt = out / "tiny.pt"
-    train(EarlyExitNet(arch), data.load("synthetic", "train"), None, cfg, ckpt, progress=False)
+    torch.manual_seed(0)  # the same fixture on every run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thread count changes float sums, and so the weights
+    try:
+        train(EarlyExitNet(arch), data.load("synthetic", "train"), None, cfg, ckpt, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return ckpt
 
 
