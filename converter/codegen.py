@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import __version__
+from converter import __version__, policy_export_c
+from converter.policy_export import LearnedPolicy
 from converter.slicing import IntSlice
 from converter.tflite import TFLM_OPS
 from converter.threshold import ThresholdPolicy
@@ -29,7 +30,7 @@ class FirmwareModel:
     num_classes: int
     input_lut: np.ndarray  # (C, 256) int8
     arena_bytes: int  # one arena shared by the device slices
-    policy: ThresholdPolicy
+    policy: ThresholdPolicy | LearnedPolicy
 
 
 def _banner(model: FirmwareModel) -> str:
@@ -135,80 +136,11 @@ const int8_t ee_input_lut[EE_INPUT_C][256] = {{
 
 
 def policy_header(model: FirmwareModel) -> str:
-    return f"""{_banner(model)}#ifndef EE_POLICY_H
-#define EE_POLICY_H
-
-#include <stdint.h>
-
-#ifdef __cplusplus
-extern "C" {{
-#endif
-
-enum {{ EE_STAY = 0, EE_EXIT = 1, EE_OFFLOAD = 2 }};
-
-/** Confidence-threshold decision at exit `exit_index` (0-based) from its int8 logits. */
-int ee_policy_decide(int exit_index, const int8_t *logits, int num_classes);
-
-/** Top softmax probability at exit `exit_index` in Q15 (32767 = 1.0), integer-only. */
-uint16_t ee_policy_confidence_q15(int exit_index, const int8_t *logits, int num_classes);
-
-#ifdef __cplusplus
-}}
-#endif
-
-#endif /* EE_POLICY_H */
-"""
+    return policy_export_c.header(_banner(model))
 
 
 def policy_source(model: FirmwareModel) -> str:
-    p = model.policy
-    tables = ",\n".join("  {" + ", ".join(str(int(v)) for v in row) + "}" for row in p.exp_tables)
-    limits = ", ".join(f"{int(v)}u" for v in p.limits)
-    thresholds = ", ".join(f"{t:g}" for t in p.thresholds)
-    num_exits = len(p.limits)
-    return f"""{_banner(model)}/* Confidence thresholds per exit: {thresholds}. See converter/threshold.py. */
-#include "ee_policy.h"
-
-#define EE_POLICY_EXITS {num_exits}
-#define EE_POLICY_DEVICE_EXITS {p.device_exits}
-
-static const uint16_t ee_exp_table[EE_POLICY_EXITS][256] = {{
-{tables}
-}};
-
-static const uint32_t ee_limit[EE_POLICY_EXITS] = {{{limits}}};
-
-/* sum_j exp(-scale * (max - logit_j)) in Q15: 32768 / sum is the top softmax probability. */
-static uint32_t exp_sum(int exit_index, const int8_t *logits, int num_classes) {{
-  int top = logits[0];
-  uint32_t sum = 0;
-  int j;
-  for (j = 1; j < num_classes; ++j) {{
-    if (logits[j] > top) {{
-      top = logits[j];
-    }}
-  }}
-  for (j = 0; j < num_classes; ++j) {{
-    sum += ee_exp_table[exit_index][top - logits[j]];
-  }}
-  return sum;
-}}
-
-int ee_policy_decide(int exit_index, const int8_t *logits, int num_classes) {{
-  if (exit_index >= EE_POLICY_EXITS - 1) {{
-    return EE_EXIT;
-  }}
-  if (exp_sum(exit_index, logits, num_classes) <= ee_limit[exit_index]) {{
-    return EE_EXIT;
-  }}
-  return exit_index == EE_POLICY_DEVICE_EXITS - 1 ? EE_OFFLOAD : EE_STAY;
-}}
-
-uint16_t ee_policy_confidence_q15(int exit_index, const int8_t *logits, int num_classes) {{
-  uint32_t q = (UINT32_C(1) << 30) / exp_sum(exit_index, logits, num_classes);
-  return (uint16_t)(q > 32767u ? 32767u : q);
-}}
-"""
+    return policy_export_c.source(_banner(model), model.policy)
 
 
 def write(model: FirmwareModel, out_dir: Path) -> list[Path]:

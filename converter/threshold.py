@@ -5,6 +5,9 @@ At exit k with int8 logits l (scale s): the top softmax probability is
 ``d = 0..255``, the policy exits when ``sum_j E_k[l_max - l_j] <= T_k`` where
 ``T_k = floor(2^15 / t_k)``: no floating point on the device, the same integers here.
 Below the threshold it stays on; at the last device exit it offloads; the last exit always answers.
+
+:class:`DeviceState` is what the firmware knows at a device exit; every device policy (this
+one and the learned ones of :mod:`converter.policy_export`) decides from it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,26 @@ import numpy as np
 ONE = 1 << 15
 STAY, EXIT, OFFLOAD = 0, 1, 2
 ACTIONS = ("stay", "exit", "offload")
+NO_BUDGET = 0xFFFFFFFF  # energy budget "none" in the C tables
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """The firmware's view at device exit ``exit`` (0-based): the C ``ee_policy_state``."""
+
+    exit: int
+    logits: np.ndarray  # (C,) int8
+    time_spent_us: int = 0
+    energy_spent_uj: int = 0
+    deadline_left_us: int = 0xFFFFFFFF
+    bandwidth_bps: int = 0  # 0: the policy's nominal figure (the device does not measure its link)
+    can_offload: bool = True
+
+
+def exp_tables(logit_scales: list[float]) -> np.ndarray:
+    """(E, 256) uint16: ``round(2^15 * exp(-s_k * d))``."""
+    d = np.arange(256, dtype=np.float64)
+    return np.stack([np.floor(ONE * np.exp(-s * d) + 0.5) for s in logit_scales]).astype(np.uint16)
 
 
 @dataclass(frozen=True)
@@ -33,10 +56,12 @@ class ThresholdPolicy:
             raise ValueError(f"{len(thresholds)} thresholds for {len(logit_scales)} exits")
         if not all(0 < t <= 1 for t in thresholds):
             raise ValueError(f"thresholds must lie in (0, 1], got {thresholds}")
-        d = np.arange(256, dtype=np.float64)
-        tables = np.stack([np.floor(ONE * np.exp(-s * d) + 0.5) for s in logit_scales]).astype(np.uint16)
         limits = np.array([int(ONE // t) for t in thresholds], dtype=np.uint32)
-        return cls(tables, limits, tuple(thresholds), device_exits)
+        return cls(exp_tables(logit_scales), limits, tuple(thresholds), device_exits)
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.limits)
 
     def _sum(self, k: int, logits: np.ndarray) -> int:
         gaps = int(logits.max()) - logits.astype(np.int32)
@@ -56,3 +81,7 @@ class ThresholdPolicy:
         if k == last or self.confident(k, logits):
             return EXIT
         return OFFLOAD if k == self.device_exits - 1 else STAY
+
+    def decide_device(self, state: DeviceState) -> int:
+        """The firmware's ``ee_policy_decide``: thresholds need only the exit and its logits."""
+        return self.decide(state.exit, state.logits)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import verify
+from converter import policy_export, verify
 from converter.flatbuf import TensorInfo
 from converter.intslice import IntSlice
+from converter.policy_export import LearnedPolicy
 from converter.threshold import ThresholdPolicy
 from host.protocol import Tier
 
@@ -64,6 +65,16 @@ class Bundle:
         """
         thresholds = self.manifest["policy"]["thresholds"]
         return ThresholdPolicy.build([s.logits.scale for s in self.slices], thresholds, offload_after)
+
+    def device_policy(self) -> ThresholdPolicy | LearnedPolicy:
+        """The firmware's own policy: the exported learned one of ``--policy dqn|tabular|FILE``, else thresholds."""
+        file = self.manifest["policy"].get("device")
+        if file is None:
+            return self.policy(self.device_slices)
+        try:
+            return policy_export.load(self.root / file)
+        except ValueError as err:
+            raise BundleError(f"{err}; {REBUILD}") from None
 
     def tier_ranges(self, edge_slices: int | None = None) -> list[tuple[int, int, Tier]]:
         """(first, last, tier) for each tier that runs slices (1-based, inclusive).

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from converter import boards, verify
-from converter.threshold import EXIT
+from converter.threshold import EXIT, DeviceState
 from host.bundle import Bundle
 from host.edge import split_outputs
 from host.link import READ_TIMEOUT_S, Link
@@ -73,7 +73,7 @@ class Simulator:
         self.deadline_us = int(deadline_ms * 1e3)
         self.power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
         self.runners = [verify.tflm_runner(s) for s in bundle.slices[: bundle.device_slices]]
-        self.policy = bundle.policy(bundle.device_slices)
+        self.policy = bundle.device_policy()
         self.lut = bundle.input_lut()
         h, w, c = bundle.input_shape
         link.reader.max_frame = frame_bytes(max(6 + h * w * c, 258))  # eecore's receive buffer: INFER or ERROR
@@ -157,7 +157,7 @@ class Simulator:
                 return
             request.micros.append((k + 1, (time.perf_counter_ns() - t0) // 1000))
             request.local = Result(int(np.argmax(logits)), self.policy.confidence_q15(k, logits), k + 1, Tier.DEVICE)
-            if self.policy.decide(k, logits) == EXIT:
+            if self.policy.decide_device(self._state(request, k, logits)) == EXIT:
                 break
             if time.monotonic() - request.started >= self.budget_s:
                 fallback = True
@@ -169,6 +169,13 @@ class Simulator:
                 break  # not acknowledged: the device's own answer
             h = trunk
         self._finish(request, replace(request.local, fallback=fallback))
+
+    def _state(self, request: _Request, k: int, logits: np.ndarray) -> DeviceState:
+        """What the firmware's core hands its policy at device exit ``k`` (eecore.c ``decide``)."""
+        spent = int(1e6 * (time.monotonic() - request.started))
+        left = max(round(1e6 * self.budget_s) - spent, 0)
+        can_offload = self.acknowledged and self.bundle.device_slices < len(self.bundle.slices)
+        return DeviceState(k, logits, spent, int(spent * self.power_uw) // 1_000_000, left, 0, can_offload)
 
     def _offload(self, request: _Request, k: int, trunk: np.ndarray) -> None:
         spent_us = int(1e6 * (time.monotonic() - request.started))

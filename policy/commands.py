@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from earlyexit import checkpoint, data, traces
-from policy import baselines, costs, dqn, tabular
+from policy import baselines, costs, dqn, export, tabular
 from policy.bandwidth import Bandwidth
 from policy.env import EnvConfig, TraceEnv
 from policy.evaluate import evaluate
@@ -43,13 +41,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             c.add_argument("--learner", choices=("dqn", "tabular"), default="dqn")
             c.add_argument("--beta", type=float, required=True)
             c.add_argument("--out", type=Path, required=True, help="policy file to write")
+            c.add_argument(
+                "--offload-at-split",
+                action="store_true",
+                help="the device offloads only at its last exit, as the firmware does (for `build --policy FILE`)",
+            )
         else:
             c.add_argument("--betas", type=float, nargs="+", help="default: the calibrated betas")
             c.add_argument("--json", type=Path, required=True)
     p.set_defaults(func=run)
 
 
-def _traces(ckpt: checkpoint.Checkpoint, split: str, data_dir: str | None, cache: Path) -> traces.Traces:
+def traces_for(ckpt: checkpoint.Checkpoint, split: str, data_dir: str | None, cache: Path) -> traces.Traces:
+    """Traces of the model on ``split`` (bundled Fashion-MNIST samples: 500 train / 500 test), cached."""
     path = cache / "traces" / f"{ckpt.model_hash()[:16]}-{split}-{Path(data_dir).name if data_dir else 'bundled'}.npz"
     if path.is_file():
         return traces.load(path)
@@ -77,7 +81,7 @@ def _setup(args: argparse.Namespace):
         if args.bundle
         else costs.from_checkpoint(ckpt, args.board, args.cloud)
     )
-    train, test = (_traces(ckpt, s, args.data_dir, args.cache_dir) for s in ("train", "test"))
+    train, test = (traces_for(ckpt, s, args.data_dir, args.cache_dir) for s in ("train", "test"))
     local_s = sum(model.compute_seconds(k, 0) for k in range(max(1, model.device_slices)))
     deadline = args.deadline_ms / 1e3 if args.deadline_ms else 1.5 * local_s
     bps = args.bandwidth_bps or model.tiers[0].links[0].bandwidth_bps
@@ -91,6 +95,7 @@ def _envs(args, model, train, test, deadline, bps, beta, allow_offload=True):
         energy_budget_mj=args.energy_budget_mj,
         features=args.features,
         allow_offload=allow_offload,
+        offload_at_split=getattr(args, "offload_at_split", False),
     )
 
     def bw(seed: int) -> Bandwidth:
@@ -102,25 +107,15 @@ def _envs(args, model, train, test, deadline, bps, beta, allow_offload=True):
     return learn, tune, held_out
 
 
-def _train_one(args, learn_env, beta):
+def _train_one(args, learn_env):
     if args.learner == "tabular":
         policy = tabular.train(learn_env, tabular.TabularConfig(episodes=args.episodes, seed=args.seed))
-        np.savez(args.out, kind="tabular", q=policy.q, config=json.dumps(asdict(policy.cfg)), beta=beta)
-        return policy
-    log_csv = args.out.with_suffix(".loss.csv")
-    policy, log = dqn.train(learn_env, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), log_csv)
-    torch.save(
-        {
-            "kind": "dqn",
-            "state_dict": policy.net.state_dict(),
-            "obs_size": learn_env.obs_size,
-            "hidden": dqn.DQNConfig().hidden,
-            "features": args.features,
-            "beta": beta,
-        },
-        args.out,
-    )
-    _plot_loss(log, args.out.with_suffix(".loss.png"))
+    else:
+        policy, log = dqn.train(
+            learn_env, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), args.out.with_suffix(".loss.csv")
+        )
+        _plot_loss(log, args.out.with_suffix(".loss.png"))
+    export.save_learned(policy, learn_env, args.out)
     return policy
 
 
@@ -146,12 +141,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     learn, _, held_out = _envs(args, model, train, test, deadline, bps, args.beta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    policy = _train_one(args, learn, args.beta)
+    policy = _train_one(args, learn)
     result = evaluate(held_out, policy)
     print(
         f"trained {args.learner} (beta {args.beta:g}, {args.episodes} episodes) in {time.perf_counter() - t0:.0f} s;"
         f" test: {json.dumps(result)}"
     )
+    if args.bundle:
+        manifest = json.loads((args.bundle / "manifest.json").read_text())
+        scales = [s["outputs"]["logits"]["scale"] for s in manifest["slices"]]
+        exported = export.export_learned(policy, learn, scales, test.probs.shape[2])
+        same, steps, _ = export.agreement(held_out, policy, exported, scales)
+        print(
+            f"exported to the device: decides like the float policy on {same} of {steps} device steps"
+            f" ({100 * same / steps:.2f} %)"
+        )
     print(f"wrote {args.out}")
 
 

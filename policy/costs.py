@@ -98,12 +98,14 @@ def from_manifest(path: Path, with_cloud: bool = False) -> CostModel:
     manifest = json.loads(Path(path).read_text())
     slices = manifest["slices"]
     trunk = tuple(math.prod(s["outputs"]["trunk"]["shape"]) if "trunk" in s["outputs"] else 0 for s in slices)
-    return CostModel(
-        macs=tuple(s["macs"] for s in slices),
-        trunk_bytes=trunk,
-        device_slices=manifest["device_slices"],
-        tiers=_tier_chain(boards.load(manifest["board"]), with_cloud),
-    )
+    return from_slices([s["macs"] for s in slices], trunk, manifest["device_slices"], manifest["board"], with_cloud)
+
+
+def from_slices(
+    macs: list[int], trunk_bytes: tuple[int, ...], device_slices: int, board: str, with_cloud: bool = False
+) -> CostModel:
+    """Costs of a placed chain: MACs and trunk bytes per slice (0 for the last), device slices, board."""
+    return CostModel(tuple(macs), tuple(trunk_bytes), device_slices, _tier_chain(boards.load(board), with_cloud))
 
 
 def from_checkpoint(ckpt: Checkpoint, board: str, with_cloud: bool = False) -> CostModel:

@@ -17,7 +17,7 @@ from policy.env import TraceEnv
 @dataclass(frozen=True)
 class DQNConfig:
     episodes: int = 10_000
-    hidden: int = 32
+    hidden: int = 16  # 2 x 16: the exported int8 MLP stays under 2 KB of flash (docs/policy.md)
     lr: float = 1e-3
     batch_size: int = 64
     replay: int = 20_000

@@ -35,6 +35,7 @@ class EnvConfig:
     price_weight: float = 0.0
     features: str = "summary"  # or "full" (the whole softmax vector)
     allow_offload: bool = True
+    offload_at_split: bool = False  # the device offloads only at its last exit, as the firmware does
     class_weights: tuple[float, ...] = field(default=())
 
 
@@ -121,7 +122,8 @@ class TraceEnv(gym.Env):
         if not last:
             if s.tier > 0 or s.exit + 1 < c.device_slices:
                 ok[STAY] = self._within(self._after(s, STAY))
-            if cfg.allow_offload and s.tier < c.top_tier:
+            split = not cfg.offload_at_split or s.tier > 0 or s.exit == c.device_slices - 1
+            if cfg.allow_offload and s.tier < c.top_tier and split:
                 ok[OFFLOAD] = self._within(self._after(s, OFFLOAD))
         return ok
 

@@ -157,7 +157,11 @@ int main(void) {
   signed char logits[64];
   while (scanf("%d %d", &k, &n) == 2) {
     for (i = 0; i < n; ++i) { if (scanf("%d", &v) != 1) return 1; logits[i] = (signed char)v; }
-    printf("%d %u\n", ee_policy_decide(k, (const signed char *)logits, n),
+    ee_policy_state s = {0, 0, 0, 0, 0, 0, 0, 1};
+    s.exit_index = k;
+    s.logits = (const signed char *)logits;
+    s.num_classes = n;
+    printf("%d %u\n", ee_policy_decide(&s),
            (unsigned)ee_policy_confidence_q15(k, (const signed char *)logits, n));
   }
   return 0;

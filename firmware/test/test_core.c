@@ -226,14 +226,21 @@ static const int8_t SECOND_ONLY[4] = {0, 0, 100, 0};
 
 static void script(int k, const int8_t logits[4]) { memcpy(runner.logits[k], logits, EE_NUM_CLASSES); }
 
+/* The fixture's threshold policy at exit k (it reads only the exit and its logits). */
+static int decide(int k, const int8_t logits[4]) {
+  ee_policy_state s = {0, NULL, 4, 0, 0, 0, 0, 1};
+  s.exit_index = k;
+  s.logits = logits;
+  return ee_policy_decide(&s);
+}
+
 /* The fixture's policy must behave as these tests assume (firmware/tools/make_fixture.py). */
 static int fixture_ok(void) {
   int k, ok = EE_NUM_CLASSES == 4 && EE_DEVICE_SLICES == 2 && EE_NUM_SLICES == 3;
   for (k = 0; ok && k < EE_DEVICE_SLICES; ++k) {
-    ok = ee_policy_decide(k, CONFIDENT, 4) == EE_EXIT && ee_policy_decide(k, UNSURE, 4) != EE_EXIT &&
-         ee_policy_decide(k, TIED, 4) != EE_EXIT;
+    ok = decide(k, CONFIDENT) == EE_EXIT && decide(k, UNSURE) != EE_EXIT && decide(k, TIED) != EE_EXIT;
   }
-  return ok && ee_policy_decide(0, SECOND_ONLY, 4) != EE_EXIT && ee_policy_decide(1, SECOND_ONLY, 4) == EE_EXIT;
+  return ok && decide(0, SECOND_ONLY) != EE_EXIT && decide(1, SECOND_ONLY) == EE_EXIT;
 }
 
 static uint32_t telemetry_us(const sent_frame *f, int i) {

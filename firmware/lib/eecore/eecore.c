@@ -110,6 +110,21 @@ static eec_status offload(eec_ctx *ctx, int k, const eec_slice_out *out) {
   return EEC_OK;
 }
 
+/* The policy's decision at device exit k; the device does not measure its link: nominal bandwidth. */
+static int decide(const eec_ctx *ctx, int k) {
+  ee_policy_state s;
+  uint32_t spent = elapsed_us(ctx), budget = budget_us(ctx);
+  s.exit_index = k;
+  s.logits = ctx->logits;
+  s.num_classes = EE_NUM_CLASSES;
+  s.time_spent_us = spent;
+  s.energy_spent_uj = (uint32_t)((uint64_t)spent * ctx->cfg.active_power_uw / 1000000u);
+  s.deadline_left_us = budget > spent ? budget - spent : 0;
+  s.bandwidth_bps = 0;
+  s.can_offload = (uint8_t)(ctx->acknowledged && EE_DEVICE_SLICES < EE_NUM_SLICES);
+  return ee_policy_decide(&s);
+}
+
 /* Run the device slices on the quantized input in ctx->act[0], handing trunks on through act[0] and act[1]. */
 static eec_status run_device(eec_ctx *ctx) {
   int8_t *in = ctx->act[0], *trunk = ctx->act[1], *swap;
@@ -132,7 +147,7 @@ static eec_status run_device(eec_ctx *ctx) {
     entry[3] = (uint8_t)(us >> 16);
     entry[4] = (uint8_t)(us >> 24);
     ctx->exits = (uint8_t)(k + 1);
-    if (ee_policy_decide(k, ctx->logits, EE_NUM_CLASSES) == EE_EXIT) {
+    if (decide(ctx, k) == EE_EXIT) {
       answer_locally(ctx, 0);
       return EEC_OK;
     }

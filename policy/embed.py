@@ -1,0 +1,83 @@
+"""``converter build --policy dqn|tabular|FILE``: the learned device policy to embed in a build.
+
+``FILE`` (written by ``policy train --out``) is exported as it is. ``dqn`` or ``tabular``
+without a file learns one first, as ``policy train`` would with ``--offload-at-split``: on the
+model's train-split traces (cached under the build cache), 10,000 episodes, seed 0, the build's
+own placement and board costs, a random-walk bandwidth around the link's nominal figure, a
+deadline of 1.5 x the all-local device time, and ``beta`` (default: the calibrated beta between
+the last two device exits, seed eq. 4.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from converter.policy_export import LearnedPolicy
+from earlyexit import checkpoint
+from policy import commands, dqn, export, tabular
+from policy.bandwidth import Bandwidth
+from policy.costs import CostModel
+from policy.env import EnvConfig, TraceEnv
+
+EPISODES = 10_000
+AGREEMENT_SAMPLES = 5000
+
+
+@dataclass(frozen=True)
+class Embedded:
+    policy: LearnedPolicy
+    summary: dict  # for the manifest
+
+
+def default_beta(calibration: list[tuple[int, int, float]], device_slices: int) -> float:
+    """The calibrated beta between the last two device exits, else the first calibrated one."""
+    if not calibration:
+        raise ValueError(
+            "the train traces give no calibrated beta (no exit improves on the one before); pass --policy-beta"
+        )
+    return next((b for i, j, b in calibration if j == device_slices), calibration[0][2])
+
+
+def learned(
+    choice: str,
+    ckpt: checkpoint.Checkpoint,
+    costs: CostModel,
+    scales: list[float],
+    data_dir: str | None,
+    cache: Path,
+    beta: float | None,
+) -> Embedded:
+    """Export ``choice`` (a policy file) or learn a ``dqn`` / ``tabular`` policy for this build and export it."""
+    classes = ckpt.arch.num_classes
+    if choice not in ("dqn", "tabular"):
+        path = Path(choice)
+        if not path.is_file():
+            raise ValueError(
+                f"--policy {choice}: no such file; choose threshold, dqn, tabular or a file written by "
+                "`python -m converter policy train ... --out FILE`"
+            )
+        return Embedded(export.export_file(path, costs, scales, classes), {"source": str(path)})
+    train = commands.traces_for(ckpt, "train", data_dir, cache)
+    beta = beta if beta is not None else default_beta(commands.calibrated_betas(train), costs.device_slices)
+    local_s = sum(costs.compute_seconds(k, 0) for k in range(costs.device_slices))
+    cfg = EnvConfig(beta=beta, deadline_s=1.5 * local_s, offload_at_split=True)
+    nominal = costs.tiers[0].links[0].bandwidth_bps
+    env = TraceEnv(train, costs, cfg, Bandwidth("walk", nominal, seed=0), seed=0)
+    if choice == "dqn":
+        policy = dqn.train(env, dqn.DQNConfig(episodes=EPISODES))[0]
+    else:
+        policy = tabular.train(env, tabular.TabularConfig(episodes=EPISODES))
+    exported = export.export_learned(policy, env, scales, classes)
+    check = TraceEnv(
+        train, costs, cfg, Bandwidth("walk", nominal, seed=1), order=np.arange(min(len(train.label), AGREEMENT_SAMPLES))
+    )
+    same, steps, _ = export.agreement(check, policy, exported, scales)
+    summary = {
+        "source": f"trained: {choice}, beta {beta:.6g}, {EPISODES} episodes on {train.dataset}/{train.split}",
+        "beta": beta,
+        "agreement": round(same / steps, 6),
+    }
+    return Embedded(exported, summary)
