@@ -276,14 +276,18 @@ class _Run:
 def run(bundle: Bundle, opts: DemoOptions) -> dict:
     """Run the demo; returns the summary that ``--json`` writes."""
     if (opts.port is not None or opts.target == "qemu") and opts.faults:
-        raise DemoError("--faults need the simulator (they are injected between it and the bridge); drop --port")
+        raise DemoError(
+            "--faults need the simulator (they are injected between it and the bridge); drop --port/--target"
+        )
     if opts.port is not None and opts.target == "qemu":
         raise DemoError("--port and --target qemu both name the device: drop one")
     unknown = set(opts.faults) - set(FAULTS)
     if unknown:
         raise DemoError(f"unknown fault(s) {', '.join(sorted(unknown))}; choose from {', '.join(FAULTS)}")
     try:
-        image = qemu.build_image(bundle.root) if opts.target == "qemu" else None
+        image = (
+            qemu.build_image(bundle.root, deadline_us=round(opts.deadline_ms * 1e3)) if opts.target == "qemu" else None
+        )
     except qemu.QemuError as err:
         raise DemoError(str(err)) from err
     ds = load_samples(bundle, opts.samples, opts.data_dir)

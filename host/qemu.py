@@ -11,10 +11,18 @@ no port race, nothing lost before the bridge connects); the bridge reaches it as
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+
+from converter import verify
+from host.bundle import Bundle
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 QEMU = "qemu-system-arm"
@@ -54,10 +62,14 @@ def _require_tools() -> None:
         raise QemuError(f"the QEMU target needs {', '.join(missing)}, not found on PATH: {INSTALL_HINT}")
 
 
-def build_image(bundle_root: Path, bench: bool = False, simd: bool = True, out: Path | None = None) -> Path:
+def build_image(
+    bundle_root: Path, bench: bool = False, simd: bool = True, deadline_us: int | None = None, out: Path | None = None
+) -> Path:
     """Build the protocol firmware (or, with ``bench``, the instruction-count firmware) for ``bundle_root``.
 
-    The ELF goes to ``out`` (default ``<bundle>/qemu[-plain]``); returns its path.
+    ``simd`` selects the native kernels' Cortex-M4 DSP path; ``deadline_us`` overrides the firmware's
+    per-request deadline (EEFW_DEADLINE_US). The ELF goes to ``out`` (default ``<bundle>/qemu[-plain]``);
+    returns its path.
     """
     _require_tools()
     bundle_root = Path(bundle_root).resolve()
@@ -70,6 +82,8 @@ def build_image(bundle_root: Path, bench: bool = False, simd: bool = True, out: 
     target = "qemu-bench" if bench else "qemu"
     cmd = ["make", "-s", "-C", str(FIRMWARE_DIR), target, f"BUNDLE={bundle_root}", f"QEMU_OUT={out}"]
     cmd.append(f"SIMD={1 if simd else 0}")
+    if deadline_us is not None:
+        cmd.append(f"QEMU_DEFS=-DEEFW_DEADLINE_US={int(deadline_us)}u")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -139,3 +153,91 @@ def run_to_exit(elf: Path, timeout_s: float) -> tuple[int, str]:
     except subprocess.TimeoutExpired as err:
         raise QemuError(f"{elf} did not finish within {timeout_s:.0f} s under QEMU") from err
     return proc.returncode, proc.stderr
+
+
+@dataclass(frozen=True)
+class SliceRun:
+    """One slice run of the bench firmware: instructions (whole slice, each kernel) and its outputs."""
+
+    slice: int  # 0-based
+    sample: int
+    instructions: int
+    op_instructions: tuple[int, ...]
+    logits: tuple[int, ...]
+    trunk_fnv1a: int
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """What the bench firmware printed (firmware/qemu/bench.c)."""
+
+    slices: int
+    samples: int
+    arena_bytes: int
+    simd: bool
+    runs: tuple[SliceRun, ...]
+    stack_bytes: int
+
+
+def parse_bench(text: str) -> BenchReport:
+    """Parse the bench firmware's console text; TIMER0 ticks become instructions (INSNS_PER_TICK each)."""
+    head: dict[str, int] = {}
+    runs: list[SliceRun] = []
+    ops: dict[tuple[int, int], list[int]] = {}
+    stack = None
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["bench"]:
+            head = {k: int(v) for k, v in zip(words[1::2], words[2::2])}
+        elif words[:1] == ["slice"]:
+            k, sample, ticks = int(words[1]), int(words[3]), int(words[5])
+            logits = tuple(int(v) for v in words[7].split(","))
+            runs.append(SliceRun(k, sample, ticks * INSNS_PER_TICK, (), logits, int(words[9])))
+        elif words[:1] == ["op"]:
+            ops.setdefault((int(words[1]), int(words[4])), []).append(int(words[6]) * INSNS_PER_TICK)
+        elif words[:1] == ["stack"]:
+            stack = int(words[1])
+    if not head or stack is None or len(runs) != head["slices"] * head["samples"]:
+        raise QemuError(f"the bench firmware's output is incomplete:\n{text[-2000:]}")
+    runs = [
+        SliceRun(r.slice, r.sample, r.instructions, tuple(ops.get((r.slice, r.sample), ())), r.logits, r.trunk_fnv1a)
+        for r in runs
+    ]
+    return BenchReport(head["slices"], head["samples"], head["arena"], bool(head["simd"]), tuple(runs), stack)
+
+
+def fnv1a(data: bytes) -> int:
+    """32-bit FNV-1a, as the bench firmware hashes each trunk."""
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def bench_samples(bundle_root: Path, count: int) -> np.ndarray:
+    """Write ``count`` test images into the bundle for the bench image (firmware/tools/demo_samples.py).
+
+    Returns them (N, H, W, C) uint8, in the order the bench firmware runs them.
+    """
+    spec = importlib.util.spec_from_file_location("demo_samples", FIRMWARE_DIR / "tools" / "demo_samples.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.write(Path(bundle_root), count)
+    manifest = json.loads((Path(bundle_root) / "manifest.json").read_text())
+    return tool.load_samples(manifest, count, None)[0]
+
+
+def bench_mismatches(report: BenchReport, bundle: Bundle, images: np.ndarray) -> list[str]:
+    """Where the bench's logits or trunks differ from TFLite Micro's (Python) on the same images; [] if none."""
+    slices = bundle.slices[: bundle.device_slices]
+    ref = verify.run_chain(slices, verify.quantize_images(images, bundle.input_lut()), verify.tflm_runner)
+    wrong = []
+    for r in report.runs:
+        trunk = ref.trunks[r.slice][r.sample].tobytes() if slices[r.slice].trunk is not None else b""
+        if r.logits != tuple(int(v) for v in ref.logits[r.slice][r.sample]):
+            wrong.append(
+                f"slice {r.slice + 1} sample {r.sample}: logits {r.logits}, TFLM {ref.logits[r.slice][r.sample]}"
+            )
+        if r.trunk_fnv1a != fnv1a(trunk):
+            wrong.append(f"slice {r.slice + 1} sample {r.sample}: trunk differs from TFLM's")
+    return wrong
