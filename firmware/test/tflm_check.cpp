@@ -103,11 +103,17 @@ void CheckSlices() {
 }
 
 // What the core must answer for sample s when no edge acknowledged it: the policy's first EXIT,
-// else the last device exit; the first maximal logit there.
+// else the last device exit; the first maximal logit there. The fixture's threshold policy reads
+// only the exit and its logits, so the state's time and energy fields stay 0.
 void ExpectedAnswer(unsigned s, unsigned* label, unsigned* exit) {
+  ee_policy_state state = {0, nullptr, EE_NUM_CLASSES, 0, 0, 0, 0, 0};  // demo mode: no edge to offload to
   int k = 0;
-  while (k < EE_DEVICE_SLICES - 1 && ee_policy_decide(k, g_expected[s].logits[k], EE_NUM_CLASSES) != EE_EXIT) {
-    ++k;
+  for (; k < EE_DEVICE_SLICES - 1; ++k) {
+    state.exit_index = k;
+    state.logits = g_expected[s].logits[k];
+    if (ee_policy_decide(&state) == EE_EXIT) {
+      break;
+    }
   }
   const int8_t* z = g_expected[s].logits[k];
   unsigned top = 0;
