@@ -53,7 +53,7 @@ class NativeOp:
     output: int
     fields: dict[str, object] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # weights, bias, mult, shift
-    scratch_bytes: int = 0  # int16 column of the SIMD path
+    scratch_bytes: int = 0  # the SIMD path's int16 column (eenative.h)
 
 
 @dataclass
@@ -210,7 +210,7 @@ def _conv(r: _Reader, op, x: Tensor, y: Tensor) -> NativeOp:
     bias = _bias(r, op, w.shape[0])
     if bias is not None:
         arrays["bias"] = bias
-    scratch = 2 * w.shape[1] * w.shape[2] * w.shape[3]
+    scratch = 2 * w.shape[1] * w.shape[2] * w.shape[3]  # one int16 column
     return NativeOp("conv", r.tensor_name(y.index), [x.index], y.index, fields, arrays, scratch)
 
 

@@ -150,10 +150,6 @@ static void dot_channels(const int16_t *col, const int8_t *weights, size_t n, co
 }
 #endif
 
-size_t een_conv_scratch_bytes(const een_conv *op) { return (size_t)op->kh * op->kw * op->in.c * sizeof(int16_t); }
-
-size_t een_fc_scratch_bytes(const een_fc *op) { return (size_t)op->in_depth * sizeof(int16_t); }
-
 void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch) {
   const int in_c = op->in.c;
   const size_t row = (size_t)op->kw * in_c;

@@ -9,9 +9,10 @@
  * .tflite flatbuffer and plans all buffers at build time: no allocation, no interpreter.
  *
  * Build with -DEENATIVE_SIMD on a core with the DSP extension (Cortex-M4/M7: ACLE __smlad and
- * __sxtb16) for the SIMD convolution and fully-connected loops; they need an int16 scratch buffer of
- * een_conv_scratch_bytes() (the converter plans it in the arena). Without it the kernels are plain C
- * and ignore the scratch. Both paths produce identical outputs.
+ * __sxtb16) for the SIMD convolution and fully-connected loops. They need a word-aligned int16 scratch
+ * column of kh x kw x in.c values (conv) or in_depth values (fully connected), which the converter
+ * plans in the arena. Without EENATIVE_SIMD the kernels are plain C and ignore the scratch. Both paths
+ * produce identical outputs.
  */
 #ifndef EENATIVE_H
 #define EENATIVE_H
@@ -95,11 +96,6 @@ typedef struct {
 
 /** x * mult * 2^shift with TFLite's rounding (MultiplyByQuantizedMultiplier: doubling high mul, then rounding shift). */
 int32_t een_requantize(int32_t x, int32_t mult, int32_t shift);
-
-/** Bytes of int16 scratch the SIMD path of een_conv2d_s8 needs (0 without EENATIVE_SIMD is fine too). */
-size_t een_conv_scratch_bytes(const een_conv *op);
-/** Bytes of int16 scratch the SIMD path of een_fc_s8 needs. */
-size_t een_fc_scratch_bytes(const een_fc *op);
 
 void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch);
 void een_depthwise_s8(const een_depthwise *op, const int8_t *input, int8_t *output);
