@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         help="device policy: threshold (default), dqn, tabular (learned here) or a `policy train --out` FILE",
     )
     b.add_argument("--policy-beta", type=float, help="beta for --policy dqn|tabular (default: calibrated)")
+    b.add_argument("--policy-episodes", type=int, default=10_000, help="episodes for --policy dqn|tabular")
     b.set_defaults(func=_build)
     policy_commands.add_parser(sub)
     return p
@@ -53,6 +54,7 @@ def _build(args: argparse.Namespace) -> None:
             thresholds=tuple(args.thresholds) if args.thresholds else None,
             policy=args.policy,
             policy_beta=args.policy_beta,
+            policy_episodes=args.policy_episodes,
             runtime=args.runtime,
         )
     )

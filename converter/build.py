@@ -36,6 +36,7 @@ class BuildOptions:
     thresholds: tuple[float, ...] | None = None
     policy: str = "threshold"  # the device's: threshold, dqn, tabular or a `policy train --out` file
     policy_beta: float | None = None  # dqn / tabular learned here: default the calibrated beta (policy/embed.py)
+    policy_episodes: int = 10_000  # dqn / tabular learned here
     runtime: str = "tflm"  # or "native" (docs/native.md)
 
 
@@ -258,7 +259,14 @@ def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d
     macs = [c.stage.macs + c.head.macs for c in costs]
     model = policy_costs.from_slices(macs, trunk, d, board.name)
     chosen = embed.learned(
-        opts.policy, ckpt, model, [s.logits.scale for s in slices], opts.data_dir, opts.cache_dir, opts.policy_beta
+        opts.policy,
+        ckpt,
+        model,
+        [s.logits.scale for s in slices],
+        opts.data_dir,
+        opts.cache_dir,
+        opts.policy_beta,
+        opts.policy_episodes,
     )
     policy_export.save(chosen.policy, out / "device" / "policy.json")
     return chosen.policy, {"kind": chosen.policy.kind, "device": "device/policy.json", **chosen.summary}

@@ -2,7 +2,7 @@
 
 ``FILE`` (written by ``policy train --out``) is exported as it is. ``dqn`` or ``tabular``
 without a file learns one first, as ``policy train`` would with ``--offload-at-split``: on the
-model's train-split traces (cached under the build cache), 10,000 episodes, seed 0, the build's
+model's train-split traces (cached under the build cache), 10,000 episodes (``--policy-episodes``), seed 0, the build's
 own placement and board costs, a random-walk bandwidth around the link's nominal figure, a
 deadline of 1.5 x the all-local device time, and ``beta`` (default: the calibrated beta between
 the last two device exits, seed eq. 4.1).
@@ -49,6 +49,7 @@ def learned(
     data_dir: str | None,
     cache: Path,
     beta: float | None,
+    episodes: int = EPISODES,
 ) -> Embedded:
     """Export ``choice`` (a policy file) or learn a ``dqn`` / ``tabular`` policy for this build and export it."""
     classes = ckpt.arch.num_classes
@@ -67,16 +68,16 @@ def learned(
     nominal = costs.tiers[0].links[0].bandwidth_bps
     env = TraceEnv(train, costs, cfg, Bandwidth("walk", nominal, seed=0), seed=0)
     if choice == "dqn":
-        policy = dqn.train(env, dqn.DQNConfig(episodes=EPISODES))[0]
+        policy = dqn.train(env, dqn.DQNConfig(episodes=episodes))[0]
     else:
-        policy = tabular.train(env, tabular.TabularConfig(episodes=EPISODES))
+        policy = tabular.train(env, tabular.TabularConfig(episodes=episodes))
     exported = export.export_learned(policy, env, scales, classes)
     check = TraceEnv(
         train, costs, cfg, Bandwidth("walk", nominal, seed=1), order=np.arange(min(len(train.label), AGREEMENT_SAMPLES))
     )
     same, steps, _ = export.agreement(check, policy, exported, scales)
     summary = {
-        "source": f"trained: {choice}, beta {beta:.6g}, {EPISODES} episodes on {train.dataset}/{train.split}",
+        "source": f"trained: {choice}, beta {beta:.6g}, {episodes} episodes on {train.dataset}/{train.split}",
         "beta": beta,
         "agreement": round(same / steps, 6),
     }

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from converter import boards, policy_export, policy_export_c
+from converter.__main__ import main
 from converter.build import BuildOptions, run
 from converter.threshold import EXIT, OFFLOAD, STAY, DeviceState, ThresholdPolicy
 from earlyexit.traces import Traces
@@ -219,7 +220,13 @@ def test_build_embeds_a_learned_policy(tiny_model, cache, tmp_path):  # noqa: F8
     out = tmp_path / "tab"
     manifest = run(
         BuildOptions(
-            board="nano33", model=str(tiny_model), cache_dir=cache, out=out, policy="tabular", device_slices=2
+            board="nano33",
+            model=str(tiny_model),
+            cache_dir=cache,
+            out=out,
+            policy="tabular",
+            device_slices=2,
+            policy_episodes=1000,
         ),
         say=lambda _: None,
     )
@@ -251,3 +258,9 @@ def test_build_embeds_a_learned_policy(tiny_model, cache, tmp_path):  # noqa: F8
     assert manifest["policy"]["kind"] == "dqn" and manifest["policy"]["source"].endswith("p.pt")
     assert json.loads((out / "device" / "policy.json").read_text())["kind"] == "dqn"
     subprocess.run(["gcc", *WARNINGS, "-c", "ee_policy.c", "-o", str(tmp_path / "p.o")], cwd=fw, check=True)
+
+
+def test_build_names_a_missing_policy_file(capsys):
+    assert main(["build", "--board", "nano33", "--policy", "no-such.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "--policy no-such.pt" in err and "Traceback" not in err
