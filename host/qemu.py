@@ -18,11 +18,12 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from converter import verify
-from host.bundle import Bundle
+from converter.intslice import IntSlice
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 QEMU = "qemu-system-arm"
@@ -214,23 +215,31 @@ def fnv1a(data: bytes) -> int:
     return h
 
 
+def demo_samples_tool() -> ModuleType:
+    """firmware/tools/demo_samples.py as a module: it writes the images the bench image runs."""
+    spec = importlib.util.spec_from_file_location("demo_samples", FIRMWARE_DIR / "tools" / "demo_samples.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
 def bench_samples(bundle_root: Path, count: int) -> np.ndarray:
     """Write ``count`` test images into the bundle for the bench image (firmware/tools/demo_samples.py).
 
     Returns them (N, H, W, C) uint8, in the order the bench firmware runs them.
     """
-    spec = importlib.util.spec_from_file_location("demo_samples", FIRMWARE_DIR / "tools" / "demo_samples.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = demo_samples_tool()
     tool.write(Path(bundle_root), count)
     manifest = json.loads((Path(bundle_root) / "manifest.json").read_text())
     return tool.load_samples(manifest, count, None)[0]
 
 
-def bench_mismatches(report: BenchReport, bundle: Bundle, images: np.ndarray) -> list[str]:
-    """Where the bench's logits or trunks differ from TFLite Micro's (Python) on the same images; [] if none."""
-    slices = bundle.slices[: bundle.device_slices]
-    ref = verify.run_chain(slices, verify.quantize_images(images, bundle.input_lut()), verify.tflm_runner)
+def bench_mismatches(report: BenchReport, slices: list[IntSlice], x_int8: np.ndarray) -> list[str]:
+    """Where the bench's logits or trunks differ from TFLite Micro's (Python) on the same int8 inputs; [] if none.
+
+    ``slices`` are the device slices, ``x_int8`` (N, H, W, C) the quantized images the bench ran.
+    """
+    ref = verify.run_chain(slices, x_int8, verify.tflm_runner)
     wrong = []
     for r in report.runs:
         trunk = ref.trunks[r.slice][r.sample].tobytes() if slices[r.slice].trunk is not None else b""
