@@ -64,7 +64,7 @@ def cmd_bridge(args: argparse.Namespace) -> None:
     bridge = Bridge(
         b,
         ports,
-        lambda: EdgeService(b, CloudClient(*cloud) if cloud else None, edge_slices),
+        lambda: EdgeService(b, CloudClient(*cloud) if cloud else None, edge_slices, args.edge_kernels == "optimized"),
         _printer(),
         args.baud,
         args.answer_timeout,
@@ -148,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs before offloading (default 0)")
     b.add_argument("--requests", metavar="FILE|-", help="JSON lines of INFER requests; exit once all are answered")
     b.add_argument("--answer-timeout", type=float, default=5.0, help="seconds before resending an INFER (default 5)")
+    b.add_argument(
+        "--edge-kernels",
+        choices=("reference", "optimized"),
+        default="reference",
+        help="LiteRT kernels: reference (bit-exact with the device's TFLM, default) or optimized (faster, may differ "
+        "in the last bit)",
+    )
     b.set_defaults(func=cmd_bridge)
 
     s = sub.add_parser("simulate", help="stand in for the microcontroller on a pty or pyserial URL")

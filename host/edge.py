@@ -1,9 +1,9 @@
 """The tiers above the device: continue an offloaded int8 activation through their slices in LiteRT.
 
-A tier runs slices ``first..last`` (1-based) with the reference kernels (bit-identical with
-TFLM, checked at build time) and takes the same threshold decisions as the firmware: it
-answers at the first confident exit; at its last slice it offloads further when an upper
-tier exists, and the model's last exit always answers.
+A tier runs slices ``first..last`` (1-based) with LiteRT's reference kernels (bit-identical with
+TFLM, checked at build time; ``optimized`` trades that for speed) and takes the same threshold
+decisions as the firmware: it answers at the first confident exit; at its last slice it
+offloads further when an upper tier exists, and the model's last exit always answers.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ class Outcome:
 class TierRunner:
     """Slices ``first..last`` of ``bundle`` on one tier."""
 
-    def __init__(self, bundle: Bundle, first: int, last: int, tier: Tier) -> None:
+    def __init__(self, bundle: Bundle, first: int, last: int, tier: Tier, optimized: bool = False) -> None:
         self.first, self.last, self.tier = first, last, tier
         self.bundle = bundle
         self.policy = bundle.policy(last)
-        self.runners = {k: verify.litert_runner(bundle.slices[k]) for k in range(first - 1, last)}
+        self.runners = {k: verify.litert_runner(bundle.slices[k], optimized) for k in range(first - 1, last)}
 
     def check(self, offload: Offload) -> str | None:
         """Why this tier cannot continue ``offload``, or None when it can."""
@@ -99,10 +99,12 @@ def _ms_since(t0: float) -> float:
 class EdgeService:
     """What the bridge does with a device's offload: its own slices, then the cloud's when configured."""
 
-    def __init__(self, bundle: Bundle, cloud: CloudClient | None = None, edge_slices: int = 0) -> None:
+    def __init__(
+        self, bundle: Bundle, cloud: CloudClient | None = None, edge_slices: int = 0, optimized: bool = False
+    ) -> None:
         d = bundle.device_slices
         last = len(bundle.slices) if cloud is None else d + edge_slices
-        self.runner = TierRunner(bundle, d + 1, last, Tier.EDGE)
+        self.runner = TierRunner(bundle, d + 1, last, Tier.EDGE, optimized)
         self.cloud = cloud
 
     def check(self, offload: Offload) -> str | None:

@@ -52,6 +52,21 @@ def test_edge_answers_every_offload_like_the_offline_chain(bundle, offloads):
         assert outcome.timings_ms["edge"] >= 0
 
 
+def test_optimized_kernels_stay_within_one_lsb_of_the_reference(bundle, offloads):
+    """LiteRT's optimized kernels (bridge --edge-kernels optimized) round differently, by one step at most."""
+    reference, optimized = TierRunner(bundle, 2, 3, Tier.EDGE), TierRunner(bundle, 2, 3, Tier.EDGE, optimized=True)
+    for _, offload in offloads:
+        h = np.frombuffer(offload.tensor, np.int8).reshape(offload.shape)
+        for k in (1, 2):
+            (ref_logits, ref_trunk), (opt_logits, opt_trunk) = (
+                split_outputs(r.runners[k](h)) for r in (reference, optimized)
+            )
+            assert np.abs(ref_logits.astype(int) - opt_logits).max() <= 1
+            h = ref_trunk
+            if ref_trunk is not None:
+                assert np.abs(ref_trunk.astype(int) - opt_trunk).max() <= 1
+
+
 def test_edge_hands_up_to_the_cloud_tier_after_its_slices(bundle, offloads):
     edge = TierRunner(bundle, 2, 2, Tier.EDGE)
     cloud = TierRunner(bundle, 2, 3, Tier.CLOUD)
