@@ -27,6 +27,7 @@ _KERNELS = {
     "pad": ("een_pad", "een_pad_s8", False),
     "mean": ("een_mean", "een_mean_s8", False),
     "add": ("een_add", "een_add_s8", False),
+    "softmax": ("een_softmax", "een_softmax_s8", False),
 }
 _C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
 

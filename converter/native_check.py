@@ -7,6 +7,7 @@ the reference is TFLite Micro's Python interpreter on the same int8 slices and i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import verify
+from converter import codegen, flatbuf, native, verify
 from converter.flatbuf import TensorInfo
 from converter.slicing import IntSlice
+from converter.threshold import ThresholdPolicy
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
@@ -66,6 +68,34 @@ def device_slices(build_dir: Path) -> list[IntSlice]:
                 _info("trunk", trunk) if trunk else None,
             )
         )
+    return out
+
+
+def _json(t: TensorInfo) -> dict:
+    return {"shape": list(t.shape), "scale": t.scale, "zero_point": t.zero_point}
+
+
+def standalone_build(tflite: bytes, name: str, out: Path) -> Path:
+    """A one-slice native build folder for any int8 classifier .tflite (input NHWC, output (1, classes)),
+    laid out like a converter build (manifest.json, device/slice1.tflite, firmware/), for the check drivers."""
+    inp, logits = flatbuf.inputs(tflite)[0], flatbuf.outputs(tflite)[0]
+    s = IntSlice(0, tflite, tuple(op for op, _ in flatbuf.ops(tflite)), inp, logits, None)
+    channels = inp.shape[-1]
+    lut = verify.input_lut((0.0,) * channels, (1.0,) * channels, inp.scale, inp.zero_point)
+    policy = ThresholdPolicy.build([logits.scale], [0.9], 1)
+    model = codegen.FirmwareModel(name, hashlib.sha256(tflite).hexdigest(), [s], 1, logits.shape[1], lut, 0, policy)
+    (out / "device").mkdir(parents=True, exist_ok=True)
+    (out / "device" / "slice1.tflite").write_bytes(tflite)
+    codegen.write(model, out / "firmware")
+    summary = native.write(model, out / "firmware").to_json()
+    t = {
+        k: {"shape": list(v.shape), "scale": v.scale, "zero_point": v.zero_point}
+        for k, v in (("i", inp), ("o", logits))
+    }
+    entry = {"index": 1, "ops": list(s.ops), "input": t["i"], "outputs": {"logits": t["o"]}}
+    manifest = {"model": {"name": name}, "device_slices": 1, "slices": [entry]}
+    manifest["runtime"] = {"kind": "native", "native": summary}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 
 

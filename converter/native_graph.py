@@ -359,6 +359,28 @@ def _add(r: _Reader, op, x: Tensor, y: Tensor) -> NativeOp:
     return NativeOp("add", r.tensor_name(y.index), [x.index, x2.index], y.index, fields)
 
 
+SOFTMAX_DIFF_BITS = 5  # integer bits of the scaled differences (Q5.26)
+
+
+def softmax_params(beta: float, in_scale: float) -> tuple[int, int, int]:
+    """(multiplier, left shift, diff_min) of an int8 SOFTMAX, as TFLite prepares them."""
+    real = min(float(beta) * float(in_scale) * (1 << (31 - SOFTMAX_DIFF_BITS)), (1 << 31) - 1.0)
+    mult, shift = quantize_multiplier(real)
+    radius = math.floor(((1 << SOFTMAX_DIFF_BITS) - 1) * (1 << (31 - SOFTMAX_DIFF_BITS)) / (1 << shift))
+    return mult, shift, -radius
+
+
+def _softmax(r: _Reader, op, x: Tensor, y: Tensor) -> NativeOp:
+    if y.zero_point != -128 or abs(y.scale - 1 / 256) > 1e-6 or x.shape != y.shape:
+        raise NativeError(f"{r.name}: SOFTMAX {r.tensor_name(y.index)!r}: int8 output must have scale 1/256, zp -128")
+    mult, shift, diff_min = softmax_params(op.builtinOptions.beta, x.scale)
+    if shift < 0:
+        raise NativeError(f"{r.name}: SOFTMAX {r.tensor_name(y.index)!r}: beta x input scale is too small")
+    depth = x.shape[-1]
+    fields = {"rows": x.size // depth, "depth": depth, "mult": mult, "left_shift": shift, "diff_min": diff_min}
+    return NativeOp("softmax", r.tensor_name(y.index), [x.index], y.index, fields)
+
+
 def _alias(r: _Reader, op, x: Tensor, y: Tensor) -> NativeOp:
     if x.size != y.size or (x.scale, x.zero_point) != (y.scale, y.zero_point):
         raise NativeError(f"{r.name}: {r.tensor_name(y.index)!r}: a reshape that changes size or quantization")
@@ -375,6 +397,7 @@ _LOWER = {
     "PADV2": _pad,
     "MEAN": _mean,
     "ADD": _add,
+    "SOFTMAX": _softmax,
     **{name: _alias for name in ALIAS_OPS},
 }
 SUPPORTED_OPS = tuple(sorted(_LOWER))

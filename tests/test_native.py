@@ -4,8 +4,10 @@ import json
 import shutil
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import pytest
+from tflite_micro.python.tflite_micro import runtime
 
 from converter import native_check, verify
 from converter.build import CALIBRATION_SAMPLES, BuildOptions, run
@@ -108,10 +110,34 @@ def test_mean_folds_the_count_into_the_multiplier():
     assert folded == (mult << 5) // 49
 
 
-def test_an_op_without_kernel_names_it():
-    path = shared_path("mlperf-tiny", "pretrainedResnet_quant.tflite")
-    with pytest.raises(NativeError, match="SOFTMAX"):
-        lower(path.read_bytes(), "resnet8")
+@pytest.fixture(scope="module")
+def resnet8() -> bytes:
+    return shared_path("mlperf-tiny", "pretrainedResnet_quant.tflite").read_bytes()
+
+
+def test_mlperf_resnet8_equals_tflm(resnet8, tmp_path):
+    """ADD, AVERAGE_POOL_2D, RESHAPE, 1x1 convolutions and SOFTMAX, which the bundled models lack."""
+    build = native_check.standalone_build(resnet8, "resnet8", tmp_path / "resnet8")
+    x = np.random.default_rng(0).integers(-128, 128, (24, 32, 32, 3), dtype=np.int8)
+    result = _native_vs_tflm(build, tmp_path / "check", x)
+    assert result.logits_mismatches == [0]
+
+
+def _with_op_renamed(tflite: bytes, old: str, new: str) -> bytes:
+    """The model with every ``old`` builtin op relabelled ``new`` (for error paths only)."""
+    model = runtime.convert_bytearray_to_object(bytearray(tflite))
+    codes = vars(runtime.schema_fb.BuiltinOperator)
+    for oc in model.operatorCodes:
+        if runtime.get_builtin_code_from_operator_code(oc) == codes[old]:
+            oc.builtinCode = oc.deprecatedBuiltinCode = codes[new]
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_an_op_without_kernel_names_it(resnet8):
+    with pytest.raises(NativeError, match="op LOGISTIC .* has no native kernel.*--runtime tflm"):
+        lower(_with_op_renamed(resnet8, "SOFTMAX", "LOGISTIC"), "resnet8")
 
 
 def _arm_tools() -> None:

@@ -355,3 +355,100 @@ void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, i
     output[i] = finish(sum, op->output_mult, op->output_shift, op->output_offset, op->act_min, op->act_max);
   }
 }
+
+/* x * 2^e (e > 0) saturated to int32. */
+static int32_t saturating_shift_left(int32_t x, int32_t e) {
+  const int32_t limit = (int32_t)(((int64_t)1 << (31 - e)) - 1);
+  if (x > limit) {
+    return INT32_MAX;
+  }
+  if (x < -limit) {
+    return INT32_MIN;
+  }
+  return (int32_t)((uint32_t)x << e);
+}
+
+/* exp(a) for a in [-1/4, 0), Q0.31 in and out: a Taylor polynomial around -1/8. */
+static int32_t exp_quarter(int32_t a) {
+  const int32_t exp_minus_eighth = 1895147668; /* exp(-1/8) in Q0.31 */
+  const int32_t third = 715827883;             /* 1/3 in Q0.31 */
+  const int32_t x = a + (1 << 28);             /* a + 1/8 */
+  const int32_t x2 = doubling_high_mul(x, x);
+  const int32_t x3 = doubling_high_mul(x2, x);
+  const int32_t x4 = doubling_high_mul(x2, x2);
+  const int32_t terms = rounding_shift_right(
+      doubling_high_mul(rounding_shift_right(x4, 2) + x3, third) + x2, 1); /* x^2/2 + x^3/6 + x^4/24 */
+  return exp_minus_eighth + doubling_high_mul(exp_minus_eighth, x + terms);
+}
+
+/* exp(a) for a <= 0 in Q5.26, result in Q0.31: exp of a mod 1/4, times exp(-2^k) for the other bits. */
+static int32_t exp_negative(int32_t a) {
+  static const int32_t factors[7] = {/* exp(-1/4), exp(-1/2), ..., exp(-16) in Q0.31 */
+                                     1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+  const int32_t quarter = 1 << 24;
+  const int32_t low = (a & (quarter - 1)) - quarter; /* in [-1/4, 0) */
+  const int32_t rest = low - a;                      /* multiples of 1/4 still to apply */
+  int32_t result = exp_quarter(saturating_shift_left(low, 5));
+  int k;
+  for (k = 0; k < 7; ++k) {
+    if (rest & ((int32_t)1 << (24 + k))) {
+      result = doubling_high_mul(result, factors[k]);
+    }
+  }
+  return a == 0 ? INT32_MAX : result;
+}
+
+/* 1 / (1 + x) for x in [0, 1), Q0.31 in and out: three Newton-Raphson steps in Q2.29 from 48/17 - 32/17 d. */
+static int32_t reciprocal_one_plus(int32_t x) {
+  const int64_t sum = (int64_t)x + INT32_MAX;
+  const int32_t half_d = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2); /* (1 + x) / 2 in Q0.31 */
+  int32_t r = 1515870810 + doubling_high_mul(half_d, -1010580540);  /* 48/17, -32/17 in Q2.29 */
+  int i;
+  for (i = 0; i < 3; ++i) {
+    const int32_t error = (1 << 29) - doubling_high_mul(half_d, r);
+    r += saturating_shift_left(doubling_high_mul(r, error), 2);
+  }
+  return saturating_shift_left(r, 1);
+}
+
+static int leading_zeros(uint32_t v) {
+  int n = 0;
+  while (!(v & 0x80000000u)) {
+    v <<= 1;
+    ++n;
+  }
+  return n;
+}
+
+void een_softmax_s8(const een_softmax *op, const int8_t *input, int8_t *output) {
+  uint32_t row;
+  for (row = 0; row < op->rows; ++row) {
+    const int8_t *x = input + (size_t)row * op->depth;
+    int8_t *out = output + (size_t)row * op->depth;
+    int32_t top = -128;
+    int32_t sum = 0; /* Q12.19 */
+    int headroom;
+    int32_t scale;
+    int c;
+    for (c = 0; c < op->depth; ++c) {
+      top = x[c] > top ? x[c] : top;
+    }
+    for (c = 0; c < op->depth; ++c) {
+      const int32_t diff = x[c] - top;
+      if (diff >= op->diff_min) {
+        sum += rounding_shift_right(exp_negative(een_requantize(diff, op->mult, op->left_shift)), 12);
+      }
+    }
+    headroom = leading_zeros((uint32_t)sum); /* sum >= exp(0): the row maximum's term */
+    scale = reciprocal_one_plus((int32_t)(((uint32_t)sum << headroom) - 0x80000000u));
+    for (c = 0; c < op->depth; ++c) {
+      const int32_t diff = x[c] - top;
+      int32_t v = -128;
+      if (diff >= op->diff_min) {
+        const int32_t e = exp_negative(een_requantize(diff, op->mult, op->left_shift));
+        v = rounding_shift_right(doubling_high_mul(scale, e), 12 - headroom + 31 - 8) - 128;
+      }
+      out[c] = (int8_t)clamp(v, -128, 127);
+    }
+  }
+}

@@ -94,6 +94,17 @@ typedef struct {
   int32_t act_min, act_max;
 } een_add;
 
+/**
+ * SOFTMAX over the last axis, int8 in, int8 out (scale 1/256, zero point -128): TFLite's fixed-point
+ * exp and reciprocal (Q5.26 differences, Q12.19 sum of exponentials, Newton-Raphson reciprocal).
+ */
+typedef struct {
+  uint32_t rows;
+  uint16_t depth;
+  int32_t mult, left_shift; /**< beta x input_scale x 2^26 as multiplier and left shift */
+  int32_t diff_min;         /**< differences from the row maximum below this give 0 */
+} een_softmax;
+
 /** x * mult * 2^shift with TFLite's rounding (MultiplyByQuantizedMultiplier: doubling high mul, then rounding shift). */
 int32_t een_requantize(int32_t x, int32_t mult, int32_t shift);
 
@@ -105,6 +116,7 @@ void een_avg_pool_s8(const een_pool *op, const int8_t *input, int8_t *output);
 void een_pad_s8(const een_pad *op, const int8_t *input, int8_t *output);
 void een_mean_s8(const een_mean *op, const int8_t *input, int8_t *output);
 void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output);
+void een_softmax_s8(const een_softmax *op, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }
