@@ -210,7 +210,7 @@ def _conv(r: _Reader, op, x: Tensor, y: Tensor) -> NativeOp:
     bias = _bias(r, op, w.shape[0])
     if bias is not None:
         arrays["bias"] = bias
-    scratch = 2 * w.shape[1] * w.shape[2] * w.shape[3]  # one int16 column
+    scratch = 4 * w.shape[1] * w.shape[2] * w.shape[3]  # a two-lane int16 column
     return NativeOp("conv", r.tensor_name(y.index), [x.index], y.index, fields, arrays, scratch)
 
 

@@ -60,33 +60,48 @@ static int32_t ld32(const void *p) {
 
 static int32_t ror8(int32_t v) { return (int32_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24)); }
 
-static size_t col_slot(size_t p, size_t n4) {
+/*
+ * A column holds one or two patches ("lanes"; the convolution pairs output pixels so that every weight
+ * word serves two of them). Groups of 4 values lie word-interleaved: lane 0's [x0, x2, x1, x3], then
+ * lane 1's. The last n % 4 values of each lane follow all groups, in natural order.
+ */
+typedef struct {
+  int16_t *base;
+  size_t n4, rest;
+  unsigned lanes, lane;
+} column;
+
+static size_t col_slot(const column *c, size_t p) {
   static const uint8_t reorder[4] = {0, 2, 1, 3};
-  return p < n4 ? (p & ~(size_t)3) | reorder[p & 3] : p;
+  if (p < c->n4) {
+    return (p >> 2) * 4u * c->lanes + 4u * c->lane + reorder[p & 3];
+  }
+  return c->lanes * c->n4 + c->lane * c->rest + (p - c->n4);
 }
 
-/* Appends n values (x + offset) to the column at position p; 4-aligned runs use SIMD. */
-static void col_put(int16_t *col, size_t p, size_t n4, const int8_t *x, size_t n, int32_t offset) {
+/* Writes n values (x + offset) at position p; 4-aligned runs use SIMD. */
+static void col_put(const column *c, size_t p, const int8_t *x, size_t n, int32_t offset) {
   size_t i = 0;
   if ((p & 3) == 0) {
     const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)offset << 16) | (uint16_t)offset);
-    for (; i + 4 <= n && p + i + 4 <= n4; i += 4) {
+    for (; i + 4 <= n && p + i + 4 <= c->n4; i += 4) {
       const int32_t v = ld32(x + i);
       const int32_t even = __sadd16(__sxtb16(v), off2);
       const int32_t odd = __sadd16(__sxtb16(ror8(v)), off2);
-      memcpy(col + p + i, &even, 4);
-      memcpy(col + p + i + 2, &odd, 4);
+      int16_t *slot = c->base + col_slot(c, p + i);
+      memcpy(slot, &even, 4);
+      memcpy(slot + 2, &odd, 4);
     }
   }
   for (; i < n; ++i) {
-    col[col_slot(p + i, n4)] = (int16_t)(x[i] + offset);
+    c->base[col_slot(c, p + i)] = (int16_t)(x[i] + offset);
   }
 }
 
-static void col_zero(int16_t *col, size_t p, size_t n4, size_t n) {
+static void col_zero(const column *c, size_t p, size_t n) {
   size_t i;
   for (i = 0; i < n; ++i) {
-    col[col_slot(p + i, n4)] = 0;
+    c->base[col_slot(c, p + i)] = 0;
   }
 }
 
@@ -150,40 +165,120 @@ static void dot_channels(const int16_t *col, const int8_t *weights, size_t n, co
 }
 #endif
 
+#if defined(EENATIVE_SIMD)
+/* Lane `lane` of the two-lane column: output pixel `pixel`'s patch plus the offset, zeros in the padding. */
+static void conv_patch(const een_conv *op, const int8_t *input, int pixel, int16_t *scratch, unsigned lane) {
+  const int iy0 = (pixel / op->out.w) * op->stride_h - op->pad_h;
+  const int ix0 = (pixel % op->out.w) * op->stride_w - op->pad_w;
+  const size_t in_c = op->in.c;
+  const size_t n = (size_t)op->kh * op->kw * in_c;
+  column c;
+  int ky;
+  int kx;
+  c.base = scratch;
+  c.n4 = n & ~(size_t)3;
+  c.rest = n - c.n4;
+  c.lanes = 2;
+  c.lane = lane;
+  for (ky = 0; ky < op->kh; ++ky) {
+    const int iy = iy0 + ky * op->dil_h;
+    for (kx = 0; kx < op->kw; ++kx) {
+      const int ix = ix0 + kx * op->dil_w;
+      const size_t p = ((size_t)ky * op->kw + kx) * in_c;
+      if (in_range(iy, op->in.h) && in_range(ix, op->in.w)) {
+        col_put(&c, p, input + ((size_t)iy * op->in.w + ix) * in_c, in_c, op->input_offset);
+      } else {
+        col_zero(&c, p, in_c);
+      }
+    }
+  }
+}
+
+/* Kept out of line: inlined, its 4 accumulators, 3 pointers and 6 temporaries spill to the stack. */
+#if defined(__GNUC__)
+#define EEN_NOINLINE __attribute__((noinline))
+#else
+#define EEN_NOINLINE
+#endif
+
+/* acc[0..3] += (lane 0 . w0, lane 0 . w1, lane 1 . w0, lane 1 . w1) over n values of a two-lane column. */
+static EEN_NOINLINE void dot_lanes(const int16_t *col, const int8_t *w0, const int8_t *w1, size_t n, int32_t *acc) {
+  const size_t n4 = n & ~(size_t)3;
+  const int16_t *end = col + 2 * n4;
+  const int16_t *tail = end;
+  int32_t a0 = acc[0];
+  int32_t a1 = acc[1];
+  int32_t b0 = acc[2];
+  int32_t b1 = acc[3];
+  size_t i;
+  for (; col < end; col += 8, w0 += 4, w1 += 4) {
+    int32_t v = ld32(w0);
+    int32_t e = __sxtb16(v);
+    int32_t o = __sxtb16(ror8(v));
+    a0 = __smlad(o, ld32(col + 2), __smlad(e, ld32(col), a0));
+    b0 = __smlad(o, ld32(col + 6), __smlad(e, ld32(col + 4), b0));
+    v = ld32(w1);
+    e = __sxtb16(v);
+    o = __sxtb16(ror8(v));
+    a1 = __smlad(o, ld32(col + 2), __smlad(e, ld32(col), a1));
+    b1 = __smlad(o, ld32(col + 6), __smlad(e, ld32(col + 4), b1));
+  }
+  for (i = 0; i < n - n4; ++i) {
+    a0 += tail[i] * w0[i];
+    a1 += tail[i] * w1[i];
+    b0 += tail[n - n4 + i] * w0[i];
+    b1 += tail[n - n4 + i] * w1[i];
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = b0;
+  acc[3] = b1;
+}
+
+/* Output pixels two at a time (an odd last one is paired with itself), channels two at a time. */
+static void conv_simd(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch) {
+  const size_t n = (size_t)op->kh * op->kw * op->in.c;
+  const int pixels = op->out.h * op->out.w;
+  const int out_c = op->out.c;
+  int p;
+  for (p = 0; p < pixels; p += 2) {
+    const int pair = p + 1 < pixels;
+    int8_t *out_a = output + (size_t)p * out_c;
+    int8_t *out_b = out_a + out_c;
+    int oc;
+    conv_patch(op, input, p, scratch, 0);
+    conv_patch(op, input, pair ? p + 1 : p, scratch, 1);
+    for (oc = 0; oc < out_c; oc += 2) {
+      const int next = oc + 1 < out_c ? oc + 1 : oc; /* an odd last channel is paired with itself */
+      int32_t acc[4];
+      acc[0] = acc[2] = op->bias ? op->bias[oc] : 0;
+      acc[1] = acc[3] = op->bias ? op->bias[next] : 0;
+      dot_lanes(scratch, op->weights + (size_t)oc * n, op->weights + (size_t)next * n, n, acc);
+      out_a[oc] = finish(acc[0], op->mult[oc], op->shift[oc], op->output_offset, op->act_min, op->act_max);
+      out_a[next] = finish(acc[1], op->mult[next], op->shift[next], op->output_offset, op->act_min, op->act_max);
+      if (pair) {
+        out_b[oc] = finish(acc[2], op->mult[oc], op->shift[oc], op->output_offset, op->act_min, op->act_max);
+        out_b[next] = finish(acc[3], op->mult[next], op->shift[next], op->output_offset, op->act_min, op->act_max);
+      }
+    }
+  }
+}
+#endif
+
 void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch) {
+#if defined(EENATIVE_SIMD)
+  conv_simd(op, input, output, scratch);
+#else
   const int in_c = op->in.c;
   const size_t row = (size_t)op->kw * in_c;
   int oy;
   int ox;
-#if defined(EENATIVE_SIMD)
-  const size_t n = (size_t)op->kh * row;
-  const size_t n4 = n & ~(size_t)3;
-#else
   (void)scratch;
-#endif
   for (oy = 0; oy < op->out.h; ++oy) {
     for (ox = 0; ox < op->out.w; ++ox) {
       const int iy0 = oy * op->stride_h - op->pad_h;
       const int ix0 = ox * op->stride_w - op->pad_w;
       int8_t *out = output + ((size_t)oy * op->out.w + ox) * op->out.c;
-#if defined(EENATIVE_SIMD)
-      int ky;
-      int kx;
-      for (ky = 0; ky < op->kh; ++ky) {
-        const int iy = iy0 + ky * op->dil_h;
-        for (kx = 0; kx < op->kw; ++kx) {
-          const int ix = ix0 + kx * op->dil_w;
-          const size_t p = ky * row + (size_t)kx * in_c;
-          if (in_range(iy, op->in.h) && in_range(ix, op->in.w)) {
-            col_put(scratch, p, n4, input + ((size_t)iy * op->in.w + ix) * in_c, in_c, op->input_offset);
-          } else {
-            col_zero(scratch, p, n4, in_c);
-          }
-        }
-      }
-      dot_channels(scratch, op->weights, n, op->bias, op->mult, op->shift, 1, op->out.c, op->output_offset,
-                   op->act_min, op->act_max, out);
-#else
       int oc;
       for (oc = 0; oc < op->out.c; ++oc) {
         int32_t acc = op->bias ? op->bias[oc] : 0;
@@ -209,9 +304,9 @@ void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int1
         }
         out[oc] = finish(acc, op->mult[oc], op->shift[oc], op->output_offset, op->act_min, op->act_max);
       }
-#endif
     }
   }
+#endif
 }
 
 void een_depthwise_s8(const een_depthwise *op, const int8_t *input, int8_t *output) {
@@ -250,8 +345,13 @@ void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, int16_t *s
     const int8_t *x = input + (size_t)b * op->in_depth;
     int8_t *out = output + (size_t)b * op->out_depth;
 #if defined(EENATIVE_SIMD)
-    const size_t n4 = (size_t)op->in_depth & ~(size_t)3;
-    col_put(scratch, 0, n4, x, op->in_depth, op->input_offset);
+    column col;
+    col.base = scratch;
+    col.n4 = (size_t)op->in_depth & ~(size_t)3;
+    col.rest = op->in_depth - col.n4;
+    col.lanes = 1;
+    col.lane = 0;
+    col_put(&col, 0, x, op->in_depth, op->input_offset);
     dot_channels(scratch, op->weights, op->in_depth, op->bias, op->mult, op->shift, op->per_channel, op->out_depth,
                  op->output_offset, op->act_min, op->act_max, out);
 #else
