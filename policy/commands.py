@@ -15,6 +15,7 @@ from policy.bandwidth import Bandwidth
 from policy.env import EnvConfig, TraceEnv
 from policy.evaluate import evaluate
 
+BASELINES = ("threshold", "fixed-split", "always-local", "offload-first")  # deployable, not learned
 THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 
 
@@ -188,6 +189,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     result = {
         "policies": rows,
         "calibration": cal_rows,
+        "targets": targets(rows),
         "deadline_ms": 1e3 * deadline,
         "bandwidth": args.bandwidth,
         "device_slices": model.device_slices,
@@ -200,6 +202,27 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(f"wrote {args.json} and {args.json.with_suffix('.png')}")
 
 
+def targets(rows: list[dict]) -> list[dict]:
+    """Per beta: DQN vs the best deployable baseline, and the share of the always-local -> oracle gap it closes."""
+    out = []
+    for beta in dict.fromkeys(r["beta"] for r in rows):
+        by = {r["name"]: r for r in rows if r["beta"] == beta}
+        best = max(BASELINES, key=lambda n: by[n]["mean_reward"])
+        local, oracle, learned = (by[n]["mean_reward"] for n in ("always-local", "oracle", "dqn"))
+        out.append(
+            {
+                "beta": beta,
+                "best_baseline": best,
+                "dqn_minus_best_baseline": learned - by[best]["mean_reward"],
+                "dqn_gap_closed": (learned - local) / (oracle - local) if oracle > local else None,
+                "tabular_gap_closed": (by["tabular"]["mean_reward"] - local) / (oracle - local)
+                if oracle > local
+                else None,
+            }
+        )
+    return out
+
+
 def _print(rows: list[dict], cal_rows: list[dict]) -> None:
     print(
         f"{'policy':<14} {'beta':>7} {'reward':>8} {'acc %':>6} {'dev. mJ':>8} {'ms':>8} {'miss':>5} "
@@ -210,6 +233,12 @@ def _print(rows: list[dict], cal_rows: list[dict]) -> None:
             f"{r['name']:<14} {r['beta']:>7.3g} {r['mean_reward']:>8.3f} {100 * r['accuracy']:>6.2f} "
             f"{r['device_energy_mj']:>8.3f} {r['latency_ms']:>8.1f} {r['deadline_misses']:>5} "
             f"{r['offload_rate']:>7.2f} {r['bytes_sent']:>7.0f} {r['mean_exit_depth']:>6.2f}"
+        )
+    for t in targets(rows):
+        gap = "n/a" if t["dqn_gap_closed"] is None else f"{100 * t['dqn_gap_closed']:.1f} %"
+        print(
+            f"beta {t['beta']:.3g}: dqn - {t['best_baseline']} = {t['dqn_minus_best_baseline']:+.4f};"
+            f" always-local -> oracle gap closed by dqn: {gap}"
         )
     for c in cal_rows:
         print(

@@ -115,19 +115,14 @@ def from_checkpoint(ckpt: Checkpoint, board: str, with_cloud: bool = False) -> C
     activation bytes + 2 KB (the converter's measured figures replace these via --bundle).
     """
     costs = exit_costs(ckpt.net)
-    needs = []
+    arch = ckpt.arch
+    needs, inputs = [], arch.in_channels * arch.input_size**2
     for c in costs:
         weights = c.stage.int8_weight_bytes + c.head.int8_weight_bytes
         trunk = math.prod(c.stage.output_shape)
-        needs.append(SliceNeeds(int(weights * 1.1) + 2048, int(c.peak_activation_bytes * 1.25) + 2048, 0, trunk))
-    arch = ckpt.arch
-    needs[0] = SliceNeeds(
-        needs[0].flatbuffer_bytes, needs[0].arena_bytes, arch.in_channels * arch.input_size**2, needs[0].output_bytes
-    )
-    for k in range(1, len(needs)):
-        needs[k] = SliceNeeds(
-            needs[k].flatbuffer_bytes, needs[k].arena_bytes, needs[k - 1].output_bytes, needs[k].output_bytes
-        )
+        arena = int(c.peak_activation_bytes * 1.25) + 2048
+        needs.append(SliceNeeds(int(weights * 1.1) + 2048, arena, inputs, trunk, arch.num_classes))
+        inputs = trunk
     device = boards.load(board)
     return CostModel(
         macs=tuple(c.stage.macs + c.head.macs for c in costs),
