@@ -20,6 +20,16 @@ def bundle_dir(request, tmp_path_factory):
     return str(tiny_bundle(request, tmp_path_factory))
 
 
+def test_the_host_commands_start_without_the_training_stack():
+    """torch takes seconds to import: the bridge, simulator, cloud and demo must not need it."""
+    code = (
+        "import sys, host.__main__, host.bridge, host.simulator, host.cloud; "
+        "print(sorted(set(sys.modules) & {'torch', 'onnx', 'tensorflow'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def _usb(device: str, vid: int, pid: int) -> ListPortInfo:
     info = ListPortInfo(device, skip_link_detection=True)
     info.vid, info.pid, info.description = vid, pid, "USB serial"
