@@ -161,3 +161,12 @@ def test_cortex_m4_equals_tflm(built, inputs, tmp_path, simd):
     result = native_check.compare(native, verify.run_chain(slices, x, verify.tflm_runner))
     assert result.identical, result.to_json()
     assert ticks and all(t > 0 for t in ticks.values())
+
+
+def test_cli_selects_the_runtime():
+    from converter.__main__ import _parser
+
+    assert _parser().parse_args(["build", "--board", "nano33"]).runtime == "tflm"
+    assert _parser().parse_args(["build", "--board", "nano33", "--runtime", "native"]).runtime == "native"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["build", "--board", "nano33", "--runtime", "cmsis"])
