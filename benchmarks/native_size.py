@@ -75,18 +75,20 @@ def _main(work: Path, name: str, header: str, call: str, enabled: int, cxx: bool
     return src
 
 
-def _tflm_objects(tflm: Path, work: Path) -> list[Path]:
+def _tflm_objects(tflm: Path, cache: Path) -> list[Path]:
+    """TFLM's sources compiled for the Cortex-M4 into ``cache`` (kept: a rerun compiles nothing)."""
     src = tflm / "src"
-    files = sorted([*src.glob("tensorflow/**/*.cpp"), *src.glob("third_party/**/*.c"), *src.glob("tensorflow/**/*.c")])
-    files += sorted(src.glob("third_party/**/*.cpp"))
+    files = sorted(f for d in ("tensorflow", "third_party") for f in (src / d).rglob("*") if f.suffix in (".c", ".cpp"))
     flags = [*COMMON, "-w", "-DARDUINO", "-DARDUINO_EXCLUDE_CODE", f"-I{src}"]
-    objs = [work / "tflm" / f"{i}.o" for i in range(len(files))]
-    (work / "tflm").mkdir()
+    objs = [cache / f"{f.relative_to(src)}.o" for f in files]
 
     def build(i: int) -> None:
-        f = files[i]
+        f, o = files[i], objs[i]
+        if o.is_file() and o.stat().st_mtime >= f.stat().st_mtime:
+            return
+        o.parent.mkdir(parents=True, exist_ok=True)
         cc = ["arm-none-eabi-g++", *CXXFLAGS] if f.suffix == ".cpp" else ["arm-none-eabi-gcc", "-std=c99"]
-        _run([*cc, *flags, "-c", str(f), "-o", str(objs[i])])
+        _run([*cc, *flags, "-c", str(f), "-o", str(o)])
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(build, range(len(files))))
@@ -112,7 +114,7 @@ def measure(build: Path, tflm: Path | None, data_dir: str | None = None) -> dict
         images["native"] = _size(work / "n.elf")
         result = {"model": manifest["model"]["name"], "device_slices": manifest["device_slices"]}
         if tflm is not None:
-            objs = _tflm_objects(tflm, work)
+            objs = _tflm_objects(tflm, ROOT / "build/tflm-cortex-m4")
             tflm_build = work / "tflm-build"
             cmd = [sys.executable, "-m", "converter", "build", "--board", manifest["board"], "--out", str(tflm_build)]
             cmd += ["--model", manifest["model"]["name"]]
