@@ -76,6 +76,9 @@ def _train(env: TraceEnv, cfg: DQNConfig, log_csv: Path | None) -> tuple[DQNPoli
     obs_buf, next_buf = np.zeros((n, size), np.float32), np.zeros((n, size), np.float32)
     act_buf, rew_buf = np.zeros(n, np.int64), np.zeros(n, np.float32)
     done_buf, mask_buf = np.zeros(n, np.float32), np.zeros((n, 3), bool)
+    # Q-values in units of beta: the greedy policy is unchanged (gamma = 1, a positive factor) while
+    # the targets stay O(1) for every beta, which the Huber loss and the learning rate are tuned for.
+    reward_scale = 1.0 / max(1.0, env.cfg.beta)
     stored = steps = 0
     log: list[dict] = []
     greedy = DQNPolicy(net)
@@ -93,7 +96,7 @@ def _train(env: TraceEnv, cfg: DQNConfig, log_csv: Path | None) -> tuple[DQNPoli
                 action = greedy(env)
             nxt, reward, done, _, info = env.step(action)
             i = stored % n
-            obs_buf[i], act_buf[i], rew_buf[i], next_buf[i] = obs, action, reward, nxt
+            obs_buf[i], act_buf[i], rew_buf[i], next_buf[i] = obs, action, reward * reward_scale, nxt
             done_buf[i], mask_buf[i] = float(done), info["mask"]
             stored += 1
             steps += 1
