@@ -77,6 +77,13 @@ def calibrated_betas(train: traces.Traces) -> list[tuple[int, int, float]]:
 
 def _setup(args: argparse.Namespace):
     ckpt = checkpoint.load(args.model)
+    if args.bundle:
+        built = json.loads((args.bundle / "manifest.json").read_text())["model"]
+        if built["hash"] != ckpt.model_hash():
+            raise ValueError(
+                f"--bundle {args.bundle} was built from model {built['name']}, not {args.model}: "
+                f"pass the build of {args.model} (python -m converter build --model {args.model} ...)"
+            )
     model = (
         costs.from_manifest(args.bundle / "manifest.json", args.cloud)
         if args.bundle
