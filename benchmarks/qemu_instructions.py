@@ -25,16 +25,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from native_exactness import resnet8_build  # noqa: E402
 
 from converter import native_check, verify  # noqa: E402
 from converter.build import BuildOptions, run  # noqa: E402
 from host import bundle as bundles  # noqa: E402
 from host import qemu  # noqa: E402
 
-CONV = "CONV_2D"
+CONV = "conv"  # native_graph's kind of CONV_2D
 
 
 def _demo_samples(root: Path, images: np.ndarray, name: str) -> None:
@@ -46,8 +43,8 @@ def _demo_samples(root: Path, images: np.ndarray, name: str) -> None:
     (root / "firmware" / "ee_demo_samples.c").write_text(source)
 
 
-def _bench(root: Path, simd: bool, slices: list, x_int8: np.ndarray) -> qemu.BenchReport:
-    elf = qemu.build_image(root, bench=True, simd=simd)
+def _bench(root: Path, simd: bool, slices: list, x_int8: np.ndarray, defines: tuple[str, ...]) -> qemu.BenchReport:
+    elf = qemu.build_image(root, bench=True, simd=simd, defines=defines)
     reports = []
     for _ in range(2):
         code, text = qemu.run_to_exit(elf, timeout_s=600)
@@ -66,33 +63,29 @@ def _stats(values: list[int]) -> dict[str, int]:
     return {"mean": round(float(np.mean(values))), "min": int(min(values)), "max": int(max(values))}
 
 
-def _summarize(report: qemu.BenchReport, ops: list[list[str]]) -> dict:
+def _summarize(report: qemu.BenchReport, slices: list) -> dict:
     per_slice = {k: [r.instructions for r in report.runs if r.slice == k] for k in range(report.slices)}
     per_sample = [sum(r.instructions for r in report.runs if r.sample == s) for s in range(report.samples)]
-    by_kind: dict[str, int] = {}
-    for r in report.runs:
-        for n, kind in zip(r.op_instructions, ops[r.slice]):
-            by_kind[kind] = by_kind.get(kind, 0) + n
     return {
         "per_slice": {str(k + 1): _stats(v) for k, v in per_slice.items()},
         "per_inference_all_slices": _stats(per_sample),
-        "per_op_kind_mean": {k: round(v / report.samples) for k, v in sorted(by_kind.items())},
+        "per_kernel_kind_mean": qemu.instructions_by_kind(report, slices),
         "stack_bytes_used": report.stack_bytes,
     }
 
 
-def measure(root: Path, slices: list, x_int8: np.ndarray, ops: list[list[str]]) -> dict:
-    """Bench (plain, SIMD) and protocol image sizes for the build in ``root``."""
+def measure(root: Path, slices: list, x_int8: np.ndarray, defines: tuple[str, ...] = ()) -> dict:
+    """Bench (plain, SIMD) and protocol image sizes for the build in ``root`` (``defines``: the bench's -D flags)."""
     result: dict = {"samples": len(x_int8), "device_slices": len(slices), "bit_exact_with_tflm": True}
     for simd in (False, True):
         name = "simd" if simd else "plain"
-        result[name] = _summarize(_bench(root, simd, slices, x_int8), ops)
+        result[name] = _summarize(_bench(root, simd, slices, x_int8, defines), slices)
         try:
             result[name]["image"] = qemu.image_size(qemu.build_image(root, simd=simd))
         except qemu.QemuError as err:  # reported in the table, not hidden
             lines = str(err).splitlines()
             result[name]["image"] = {"error": next((x.strip() for x in lines if "error:" in x), lines[-1])}
-    plain, simd = (result[k]["per_op_kind_mean"] for k in ("plain", "simd"))
+    plain, simd = (result[k]["per_kernel_kind_mean"] for k in ("plain", "simd"))
     result["conv_simd_speedup"] = round(plain[CONV] / simd[CONV], 2)
     total = (result[k]["per_inference_all_slices"]["mean"] for k in ("plain", "simd"))
     result["inference_simd_speedup"] = round(next(total) / next(total), 2)
@@ -106,20 +99,23 @@ def default_model(samples: int) -> dict:
     b = bundles.load(root)
     images = qemu.bench_samples(root, samples)
     slices = b.slices[: b.device_slices]
-    manifest = json.loads((root / "manifest.json").read_text())
-    ops = [s["ops"] for s in manifest["slices"][: b.device_slices]]
-    result = measure(root, slices, verify.quantize_images(images, b.input_lut()), ops)
+    result = measure(root, slices, verify.quantize_images(images, b.input_lut()))
     result["model"] = "fashion-mnist (bundled), qemu-m4, all 3 slices on the device"
     return result
 
 
 def resnet8(mlperf_dir: Path, samples: int) -> dict:
-    root, x_int8, _ = resnet8_build(mlperf_dir, ROOT / "build" / "qemu-resnet8")
-    raw = (x_int8[:samples].astype(np.int16) + 128).astype(np.uint8)  # the input is pixel - 128
-    _demo_samples(root, raw, "mlperf-resnet8")
+    """The reference model as a one-slice native build, fed its int8 inputs (pixel - 128) as they are."""
+    tflite = (mlperf_dir / "pretrainedResnet_quant.tflite").read_bytes()
+    root = native_check.standalone_build(tflite, "mlperf-resnet8", ROOT / "build" / "qemu-resnet8")
+    perf = sorted((mlperf_dir / "ic01_perf_samples").glob("*.bin"))[:samples]
+    x_int8 = np.stack(
+        [(np.fromfile(f, np.uint8).reshape(32, 32, 3).astype(np.int16) - 128).astype(np.int8) for f in perf]
+    )
+    _demo_samples(root, x_int8.view(np.uint8), "mlperf-resnet8")
     slices = native_check.device_slices(root)
-    result = measure(root, slices, x_int8[:samples], [list(slices[0].ops)])
-    result["model"] = "MLPerf Tiny ResNet-8 without its final SOFTMAX (no native kernel), one slice"
+    result = measure(root, slices, x_int8, defines=("-DEEQ_BENCH_INT8_INPUT",))
+    result["model"] = "MLPerf Tiny ResNet-8 (pretrainedResnet_quant.tflite), one slice"
     return result
 
 
@@ -137,7 +133,7 @@ def table(results: dict) -> str:
             m = r[name]
             inf = m["per_inference_all_slices"]["mean"]
             rows.append(
-                f"| {r['model'].split(',')[0]} | {name} | {inf:,} | {m['per_op_kind_mean'].get(CONV, 0):,} | "
+                f"| {r['model'].split(',')[0]} | {name} | {inf:,} | {m['per_kernel_kind_mean'].get(CONV, 0):,} | "
                 f"{_num(m['image'].get('flash'))} | {_num(m['image'].get('ram'))} |"
             )
     return "\n".join(rows)

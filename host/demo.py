@@ -286,7 +286,9 @@ def run(bundle: Bundle, opts: DemoOptions) -> dict:
         raise DemoError(f"unknown fault(s) {', '.join(sorted(unknown))}; choose from {', '.join(FAULTS)}")
     try:
         image = (
-            qemu.build_image(bundle.root, deadline_us=round(opts.deadline_ms * 1e3)) if opts.target == "qemu" else None
+            qemu.build_image(bundle.root, defines=(f"-DEEFW_DEADLINE_US={round(opts.deadline_ms * 1e3)}u",))
+            if opts.target == "qemu"
+            else None
         )
     except qemu.QemuError as err:
         raise DemoError(str(err)) from err

@@ -24,6 +24,7 @@ import numpy as np
 
 from converter import verify
 from converter.intslice import IntSlice
+from converter.native_graph import lower
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 QEMU = "qemu-system-arm"
@@ -64,12 +65,12 @@ def _require_tools() -> None:
 
 
 def build_image(
-    bundle_root: Path, bench: bool = False, simd: bool = True, deadline_us: int | None = None, out: Path | None = None
+    bundle_root: Path, bench: bool = False, simd: bool = True, defines: tuple[str, ...] = (), out: Path | None = None
 ) -> Path:
     """Build the protocol firmware (or, with ``bench``, the instruction-count firmware) for ``bundle_root``.
 
-    ``simd`` selects the native kernels' Cortex-M4 DSP path; ``deadline_us`` overrides the firmware's
-    per-request deadline (EEFW_DEADLINE_US). The ELF goes to ``out`` (default ``<bundle>/qemu[-plain]``);
+    ``simd`` selects the native kernels' Cortex-M4 DSP path; ``defines`` are extra ``-D`` flags (e.g.
+    ``-DEEFW_DEADLINE_US=300000u``). The ELF goes to ``out`` (default ``<bundle>/qemu[-plain]``);
     returns its path.
     """
     _require_tools()
@@ -83,8 +84,8 @@ def build_image(
     target = "qemu-bench" if bench else "qemu"
     cmd = ["make", "-s", "-C", str(FIRMWARE_DIR), target, f"BUNDLE={bundle_root}", f"QEMU_OUT={out}"]
     cmd.append(f"SIMD={1 if simd else 0}")
-    if deadline_us is not None:
-        cmd.append(f"QEMU_DEFS=-DEEFW_DEADLINE_US={int(deadline_us)}u")
+    if defines:
+        cmd.append(f"QEMU_DEFS={' '.join(defines)}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -163,7 +164,7 @@ class SliceRun:
     slice: int  # 0-based
     sample: int
     instructions: int
-    op_instructions: tuple[int, ...]
+    op_instructions: tuple[tuple[int, int], ...]  # (op index in the slice, instructions) per kernel call
     logits: tuple[int, ...]
     trunk_fnv1a: int
 
@@ -184,7 +185,7 @@ def parse_bench(text: str) -> BenchReport:
     """Parse the bench firmware's console text; TIMER0 ticks become instructions (INSNS_PER_TICK each)."""
     head: dict[str, int] = {}
     runs: list[SliceRun] = []
-    ops: dict[tuple[int, int], list[int]] = {}
+    ops: dict[tuple[int, int], list[tuple[int, int]]] = {}
     stack = None
     for line in text.splitlines():
         words = line.split()
@@ -195,7 +196,7 @@ def parse_bench(text: str) -> BenchReport:
             logits = tuple(int(v) for v in words[7].split(","))
             runs.append(SliceRun(k, sample, ticks * INSNS_PER_TICK, (), logits, int(words[9])))
         elif words[:1] == ["op"]:
-            ops.setdefault((int(words[1]), int(words[4])), []).append(int(words[6]) * INSNS_PER_TICK)
+            ops.setdefault((int(words[1]), int(words[4])), []).append((int(words[2]), int(words[6]) * INSNS_PER_TICK))
         elif words[:1] == ["stack"]:
             stack = int(words[1])
     if not head or stack is None or len(runs) != head["slices"] * head["samples"]:
@@ -205,6 +206,16 @@ def parse_bench(text: str) -> BenchReport:
         for r in runs
     ]
     return BenchReport(head["slices"], head["samples"], head["arena"], bool(head["simd"]), tuple(runs), stack)
+
+
+def instructions_by_kind(report: BenchReport, slices: list[IntSlice]) -> dict[str, int]:
+    """Mean instructions per sample spent in each kind of kernel (``conv``, ``fc``, ``add``, ...: native_graph's)."""
+    kinds = [[op.kind for op in lower(s.tflite, f"slice {s.index + 1}").ops] for s in slices]
+    total: dict[str, int] = {}
+    for r in report.runs:
+        for op, n in r.op_instructions:
+            total[kinds[r.slice][op]] = total.get(kinds[r.slice][op], 0) + n
+    return {k: round(v / report.samples) for k, v in sorted(total.items())}
 
 
 def fnv1a(data: bytes) -> int:

@@ -1,12 +1,13 @@
 /* Instruction counts of the native slices on QEMU's mps2-an386 (run with -icount shift=0).
  *
  * Runs every device slice on each compiled-in sample (ee_demo_samples.h), whatever the policy would
- * decide, and reads TIMER0 (one tick per EEQ_INSNS_PER_TICK instructions) before each slice and
+ * decide (quantized through ee_input_lut, or, built with -DEEQ_BENCH_INT8_INPUT, taken as int8 values
+ * as they are), and reads TIMER0 (one tick per EEQ_INSNS_PER_TICK instructions) before each slice and
  * after each of its kernels (the EE_NATIVE_OP_DONE hook, bench_hook.h). Prints, on the semihosting
  * console, one line per slice run and per kernel, then the stack high-water mark, and exits 0:
  *   bench slices S samples N arena A simd 0|1
  *   slice K sample I ticks T logits L0,L1,... trunk_fnv1a H
- *   op K J sample I ticks T
+ *   op K J sample I ticks T      (J: the kernel's op index in the slice; ticks since the previous reading)
  *   stack B
  * benchmarks/qemu_instructions.py turns this into instructions (docs/qemu.md).
  */
@@ -25,15 +26,17 @@
 
 static int8_t act[2][ACT_BYTES];
 static int8_t logits[EE_NUM_CLASSES];
-static uint64_t op_ticks[MAX_OPS + 1]; /* [0]: the slice's start; [j + 1]: after kernel j */
+static uint64_t op_ticks[MAX_OPS + 1]; /* [0]: the slice's start; [n + 1]: after the n-th kernel call */
+static int op_index[MAX_OPS];          /* the op index of the n-th kernel call (ops without a kernel make none) */
 static int op_count;
 static char line[64 + 5 * EE_NUM_CLASSES];
 
 void eeq_op_done(int slice, int op) {
+  uint64_t now = eeq_ticks();
   (void)slice;
-  if (op < MAX_OPS) {
-    op_ticks[op + 1] = eeq_ticks();
-    op_count = op + 1;
+  if (op_count < MAX_OPS) {
+    op_index[op_count] = op;
+    op_ticks[++op_count] = now;
   }
 }
 
@@ -100,7 +103,7 @@ static void run_slice(int k, int sample, const int8_t *in, int8_t *trunk) {
   emit(p);
   for (j = 0; j < op_count; ++j) {
     p = put_int(put_text(line, "op "), k);
-    p = put_int(put_text(p, " "), j);
+    p = put_int(put_text(p, " "), op_index[j]);
     p = put_int(put_text(p, " sample "), sample);
     p = put_int(put_text(p, " ticks "), (int64_t)(op_ticks[j + 1] - op_ticks[j]));
     emit(p);
@@ -124,7 +127,12 @@ int main(void) {
     size_t i;
     int8_t *in = act[0], *trunk = act[1], *swap;
     for (i = 0; i < INPUT_BYTES; ++i) {
+#ifdef EEQ_BENCH_INT8_INPUT
+      const int byte = ee_demo_pixels[s][i]; /* an int8 value stored as its two's complement byte */
+      act[0][i] = (int8_t)(byte < 128 ? byte : byte - 256);
+#else
       act[0][i] = ee_input_lut[i % EE_INPUT_C][ee_demo_pixels[s][i]];
+#endif
     }
     for (k = 0; k < EE_NATIVE_SLICES; ++k) {
       run_slice(k, s, in, trunk);
