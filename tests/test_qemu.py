@@ -56,14 +56,15 @@ def test_bench_is_bit_exact_with_tflm_deterministic_and_simd_is_faster(bundle_ro
     images = qemu.bench_samples(bundle_root, BENCH_SAMPLES)
     b = bundles.load(bundle_root)
     slices, x_int8 = b.slices[: b.device_slices], verify.quantize_images(images, b.input_lut())
-    reports = {}
+    reports, elves = {}, {}
     for simd in (True, False):
-        code, text = qemu.run_to_exit(qemu.build_image(bundle_root, bench=True, simd=simd), timeout_s=300)
+        elves[simd] = qemu.build_image(bundle_root, bench=True, simd=simd)
+        code, text = qemu.run_to_exit(elves[simd], timeout_s=300)
         assert code == 0, text
         reports[simd] = qemu.parse_bench(text)
         assert reports[simd].simd is simd
         assert qemu.bench_mismatches(reports[simd], slices, x_int8) == []
-    _, again = qemu.run_to_exit(qemu.build_image(bundle_root, bench=True), timeout_s=300)
+    _, again = qemu.run_to_exit(elves[True], timeout_s=300)
     assert qemu.parse_bench(again).runs == reports[True].runs  # instruction counts are deterministic
     conv = {simd: qemu.instructions_by_kind(report, slices)["conv"] for simd, report in reports.items()}
     assert conv[False] >= 1.6 * conv[True]
