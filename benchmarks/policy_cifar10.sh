@@ -4,7 +4,8 @@
 # traces: both splits' exit traces (a forward pass over 60k images, cached under build/cache/traces);
 # train B: DQN (timed: the 10,000-episode target) and tabular at beta B, exported with the
 #          benchmark build's logit scales (build/bench-cifar10), agreement with the float policy;
-# size: builds embedding threshold / the trained dqn / tabular; ee_policy.o for the Cortex-M4F (arm-none-eabi-size);
+# size: the trained files exported for build/bench-cifar10 and its threshold policy, compiled for the
+#       Cortex-M4F (arm-none-eabi-gcc -Os): flash (text), data + bss, stack per function;
 # compare: every policy at the calibrated betas, calibration rows, JSON + Pareto PNG.
 # Heavy: run each step alone, under `flock /work/notes/cpu.lock` where CPUs are shared.
 set -euo pipefail
@@ -30,12 +31,28 @@ print('calibrated betas:', calibrated_betas(train))"
     done
     ;;
   size)
-    for policy in threshold build/policy/cifar10-dqn.policy build/policy/cifar10-tabular.policy; do
-      name=$(basename "${policy%.policy}")
-      $PY -m converter build "${ARGS[@]}" --eval-samples 500 --policy "$policy" --out build/policy/nano33-$name >/dev/null
-      (cd build/policy/nano33-$name/firmware && arm-none-eabi-gcc -std=c99 -Wall -Wextra -Werror -pedantic -Os \
-        -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -fstack-usage -c ee_policy.c -o ee_policy.o &&
-        echo "== $name" && arm-none-eabi-size ee_policy.o && cat ee_policy.su)
+    # the trained files exported for the benchmark build (its placement and logit scales), next to the threshold policy
+    $PY -c "
+import json
+from pathlib import Path
+from converter import policy_export_c
+from converter.threshold import ThresholdPolicy
+from policy import costs, export
+bundle = Path('build/bench-cifar10')
+manifest = json.loads((bundle / 'manifest.json').read_text())
+scales = [s['outputs']['logits']['scale'] for s in manifest['slices']]
+model = costs.from_manifest(bundle / 'manifest.json')
+out = Path('build/policy/size')
+out.mkdir(parents=True, exist_ok=True)
+(out / 'ee_policy.h').write_text(policy_export_c.header(''))
+(out / 'threshold.c').write_text(policy_export_c.source('', ThresholdPolicy.build(scales, [0.9] * len(scales), model.device_slices)))
+for kind in ('dqn', 'tabular'):
+    exported = export.export_file(Path(f'build/policy/cifar10-{kind}.policy'), model, scales, len(manifest['model']['classes']))
+    (out / f'{kind}.c').write_text(policy_export_c.source('', exported))"
+    for name in threshold dqn tabular; do
+      (cd build/policy/size && arm-none-eabi-gcc -std=c99 -Wall -Wextra -Werror -pedantic -Os -mcpu=cortex-m4 -mthumb \
+        -mfloat-abi=hard -mfpu=fpv4-sp-d16 -fstack-usage -c $name.c -o $name.o &&
+        echo "== $name" && arm-none-eabi-size $name.o && cat $name.su)
     done | tee $OUT/policy_size_cifar10.txt
     ;;
   compare)
