@@ -8,11 +8,13 @@ offload of its largest activation (14x14x16 int8):
 
     python -m converter build --board nano33 --device-slices 1 --out build/bench-offload
 
-Each simulated device owns a pseudo-terminal and runs closed loop like the firmware: HELLO when
-asked, then OFFLOAD, wait for the RESULT, next OFFLOAD (one in flight per device). The offloads
+Each simulated device owns a pseudo-terminal and keeps one OFFLOAD in flight at most, like the
+firmware: HELLO when asked, then OFFLOAD, wait for the RESULT, next OFFLOAD, either at once
+(closed loop: the bridge's capacity) or on a fixed schedule of ``--rate`` offloads/s over all
+devices (open loop: the latency at that load; a late answer delays the next send). The offloads
 are the device slice's real activations of the bundled Fashion-MNIST samples; every RESULT is
-checked against the offline chain (LiteRT reference kernels). Measured, once per kind of edge
-kernels: sustained offloads/s over ``--seconds`` (after a warm-up), the round trip as a device
+checked against the offline chain (LiteRT reference kernels). Measured, per kind of edge
+kernels and load: sustained offloads/s over ``--seconds`` (after a warm-up), the round trip as a device
 sees it, and the bridge's own frame in -> RESULT written latency (logged by each port at
 shutdown). Writes benchmarks/results/bridge_throughput.json.
 """
@@ -73,8 +75,13 @@ def offloads(bundle: bundles.Bundle, count: int) -> tuple[list[Offload], list[Re
 class Device:
     """One simulated device on a pty master: handshake, then one OFFLOAD in flight at a time."""
 
-    def __init__(self, fd: int, model_hash: bytes, messages: list[Offload], expected: list[Result]) -> None:
+    def __init__(
+        self, fd: int, model_hash: bytes, messages: list[Offload], expected: list[Result], interval: float
+    ) -> None:
         self.fd, self.model_hash, self.messages, self.expected = fd, model_hash, messages, expected
+        self.interval = interval  # seconds between sends; 0: closed loop
+        self.due = 0.0  # when the next OFFLOAD may go (open loop)
+        self.in_flight = False
         self.reader = FrameReader()
         self.ready = False
         self.next = 0  # requests sent
@@ -87,7 +94,9 @@ class Device:
             wire = wire[os.write(self.fd, wire) :]
 
     def offload(self) -> None:
+        self.in_flight = True
         self.sent_at = time.perf_counter()
+        self.due = max(self.due + self.interval, self.sent_at - self.interval)  # no burst to catch up
         self.write(encode(self.messages[self.next % len(self.messages)], self.next & 0xFFFF))
         self.next += 1
 
@@ -100,7 +109,8 @@ class Device:
                 self.write(encode(Hello(1, "nano33", self.model_hash), 0))
             elif isinstance(m, HelloAck) and m.accepted and not self.ready:
                 self.ready = True
-                self.offload()
+                self.due = time.perf_counter()
+                self.poll()
             elif isinstance(m, Result) and rid == (self.next - 1) & 0xFFFF:
                 n = (self.next - 1) % len(self.messages)
                 e = self.expected[n]
@@ -109,7 +119,26 @@ class Device:
                 if measuring:
                     self.round_trips.append(time.perf_counter() - self.sent_at)
                     self.done += 1
-                self.offload()
+                self.in_flight = False
+                self.poll()
+
+    def poll(self) -> None:
+        """Send the next OFFLOAD when none is in flight and it is due."""
+        if self.ready and not self.in_flight and time.perf_counter() >= self.due:
+            self.offload()
+
+
+def _stop(bridge: subprocess.Popen, fds: list[int]) -> None:
+    """Ctrl-C the bridge, reading (and dropping) what it still writes so that no port blocks it."""
+    bridge.send_signal(signal.SIGINT)
+    end = time.monotonic() + 30
+    while bridge.poll() is None and time.monotonic() < end:
+        for fd in select.select(fds, [], [], 0.05)[0]:
+            os.read(fd, 65536)
+    if bridge.poll() is None:
+        bridge.kill()
+        bridge.wait()
+        raise SystemExit("error: the bridge did not stop within 30 s of SIGINT")
 
 
 def _pty() -> tuple[int, int]:
@@ -119,7 +148,7 @@ def _pty() -> tuple[int, int]:
     return master, slave
 
 
-def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: str) -> dict:
+def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: str, rate: float) -> dict:
     bundle = bundles.load(bundle_dir)
     messages, expected = offloads(bundle, 64)
     fds = [_pty() for _ in range(devices)]
@@ -128,13 +157,14 @@ def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: s
     argv = [sys.executable, "-m", "host", "bridge", "--bundle", str(bundle.root), "--edge-kernels", kernels]
     for _, slave in fds:
         argv += ["--port", os.ttyname(slave)]
-    sims = [Device(master, bytes.fromhex(bundle.model_hash), messages, expected) for master, _ in fds]
+    interval = devices / rate if rate else 0.0
+    sims = [Device(master, bytes.fromhex(bundle.model_hash), messages, expected, interval) for master, _ in fds]
+    by_fd = {s.fd: s for s in sims}
     with open(log, "w") as err:
         bridge = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
         try:
             t0 = time.perf_counter()
             measuring, start, end = False, None, None
-            by_fd = {s.fd: s for s in sims}
             while True:
                 now = time.perf_counter()
                 if not measuring and all(s.ready for s in sims) and start is None:
@@ -147,12 +177,14 @@ def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: s
                     raise SystemExit(f"error: the bridge did not serve every device (log: {log})")
                 if bridge.poll() is not None:
                     raise SystemExit(f"error: the bridge exited with code {bridge.returncode} (log: {log})")
-                for fd in select.select(list(by_fd), [], [], 0.05)[0]:
+                idle = [s.due - now for s in sims if s.ready and not s.in_flight]
+                for fd in select.select(list(by_fd), [], [], min(max(min(idle, default=0.05), 0.0), 0.05))[0]:
                     by_fd[fd].on_readable(measuring)
+                for sim in sims:
+                    sim.poll()
             elapsed = time.perf_counter() - start
         finally:
-            bridge.send_signal(signal.SIGINT)
-            bridge.wait(timeout=30)
+            _stop(bridge, list(by_fd))
             for master, slave in fds:
                 os.close(master)
                 os.close(slave)
@@ -165,6 +197,7 @@ def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: s
         "offloaded_tensor": list(messages[0].shape),
         "offload_frame_bytes": len(encode(messages[0], 0)),
         "edge_kernels": kernels,
+        "offered_rate_per_s": rate or "closed loop",
         "devices": devices,
         "seconds": round(elapsed, 2),
         "offloads": done,
@@ -192,12 +225,17 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="measured time after the warm-up")
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--edge-kernels", nargs="+", choices=("reference", "optimized"), default=["reference", "optimized"])
+    p.add_argument("--rates", type=float, nargs="+", default=[0, 300], help="offloads/s in all; 0: closed loop")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bridge_throughput.json"))
     args = p.parse_args()
     if not (Path(args.bundle) / "manifest.json").is_file():
         sys.exit(f"error: {args.bundle} is not a build bundle; make it with {BUILD}")
     result = {
-        "runs": [run(args.bundle, args.devices, args.seconds, args.warmup, k) for k in args.edge_kernels],
+        "runs": [
+            run(args.bundle, args.devices, args.seconds, args.warmup, kernels, rate)
+            for rate in args.rates
+            for kernels in args.edge_kernels
+        ],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "command": "python benchmarks/bridge_throughput.py " + " ".join(sys.argv[1:]),

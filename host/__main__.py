@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -56,6 +57,8 @@ def _printer():
 
 
 def cmd_bridge(args: argparse.Namespace) -> None:
+    if args.max_tries < 1:
+        raise ValueError(f"--max-tries {args.max_tries}: a request needs at least 1 try")
     cloud = loopback(args.cloud) if args.cloud else None
     b = bundles.load(args.bundle)
     edge_slices = _edge_slices(b, cloud is not None, args.edge_slices)
@@ -68,6 +71,7 @@ def cmd_bridge(args: argparse.Namespace) -> None:
         _printer(),
         args.baud,
         args.answer_timeout,
+        args.max_tries,
     )
     bridge.start()
     log.info("bridge serving %s with model %s (device slices 1..%d)", ", ".join(ports), b.model_hash, b.device_slices)
@@ -148,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs before offloading (default 0)")
     b.add_argument("--requests", metavar="FILE|-", help="JSON lines of INFER requests; exit once all are answered")
     b.add_argument("--answer-timeout", type=float, default=5.0, help="seconds before resending an INFER (default 5)")
+    b.add_argument("--max-tries", type=int, default=3, help="INFERs per request before giving up (default 3)")
     b.add_argument(
         "--edge-kernels",
         choices=("reference", "optimized"),
@@ -192,6 +197,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C / SIGINT stops cleanly even when started as a background job, which inherits SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         args.func(args)

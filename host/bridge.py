@@ -2,7 +2,7 @@
 
 One thread per port. Per port the bridge handshakes (0x00, ERROR(hello required) until the
 device's HELLO, HELLO_ACK after checking the model hash), sends queued INFER requests one at a time (again after
-``answer_timeout`` s, up to ``MAX_TRIES`` times), answers OFFLOADs through the
+``answer_timeout`` s, up to ``max_tries`` times), answers OFFLOADs through the
 :class:`~host.edge.EdgeService`, and emits one record per final RESULT. A lost port is
 reopened with backoff; garbage on the line costs at most the frame it hit.
 """
@@ -43,7 +43,7 @@ from host.protocol import (
 log = logging.getLogger("host.bridge")
 
 PING_INTERVAL_S = 1.0
-MAX_TRIES = 3
+MAX_TRIES = 3  # default tries per request
 REOPEN_S = (0.2, 5.0)  # first and longest pause before reopening a lost port
 RECENT = 256  # answered request ids remembered per port, to flag duplicates
 _HELLO_REQUIRED = Error(ErrorCode.HELLO_REQUIRED, "send HELLO")
@@ -103,11 +103,12 @@ class PortWorker(threading.Thread):
         edge: EdgeService,
         emit: Callable[[dict], None],
         answer_timeout: float,
+        max_tries: int,
         stop: threading.Event,
     ) -> None:
         super().__init__(name=f"port {url}", daemon=True)
         self.url, self.open_link, self.bundle, self.edge = url, open_link, bundle, edge
-        self.emit, self.answer_timeout, self.stop = emit, answer_timeout, stop
+        self.emit, self.answer_timeout, self.max_tries, self.stop = emit, answer_timeout, max_tries, stop
         self.link: Link | None = open_link()
         self.requests: queue.Queue[Request] = queue.Queue()
         self.current: _InFlight | None = None
@@ -182,7 +183,7 @@ class PortWorker(threading.Thread):
             return
         c = self.current
         if c is not None and now - c.last_sent > self.answer_timeout:
-            if c.tries >= MAX_TRIES:
+            if c.tries >= self.max_tries:
                 rid = c.request.request_id
                 log.warning("%s: request %d unanswered after %d tries, given up", self.url, rid, c.tries)
                 self.emit({"request_id": rid, "port": self.url, "error": "unanswered", "tries": c.tries})
@@ -319,6 +320,7 @@ class Bridge:
         emit: Callable[[dict], None],
         baud: int = 115200,
         answer_timeout: float = 5.0,
+        max_tries: int = MAX_TRIES,
     ) -> None:
         self.stop_event = threading.Event()
         self.workers: dict[str, PortWorker] = {}
@@ -331,6 +333,7 @@ class Bridge:
                     edge_factory(),
                     emit,
                     answer_timeout,
+                    max_tries,
                     self.stop_event,
                 )
         except BaseException:
