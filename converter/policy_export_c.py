@@ -103,7 +103,7 @@ static const uint32_t ee_limit[EE_POLICY_EXITS] = {{{limits}}};
 
 int ee_policy_decide(const ee_policy_state *state) {{
   int k = state->exit_index;
-  if (k >= EE_POLICY_EXITS - 1) {{
+  if (k < 0 || k >= EE_POLICY_EXITS - 1) {{
     return EE_EXIT;
   }}
   if (exp_sum(k, state->logits, state->num_classes) <= ee_limit[k]) {{
