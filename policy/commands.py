@@ -115,12 +115,15 @@ def _envs(args, model, train, test, deadline, bps, beta, allow_offload=True):
     return learn, tune, held_out
 
 
-def _train_one(args, learn_env):
+def _train_one(args, learn_env, select_env):
     if args.learner == "tabular":
         policy = tabular.train(learn_env, tabular.TabularConfig(episodes=args.episodes, seed=args.seed))
     else:
         policy, log = dqn.train(
-            learn_env, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), args.out.with_suffix(".loss.csv")
+            learn_env,
+            dqn.DQNConfig(episodes=args.episodes, seed=args.seed),
+            args.out.with_suffix(".loss.csv"),
+            select=select_env,
         )
         _plot_loss(log, args.out.with_suffix(".loss.png"))
     export.save_learned(policy, learn_env, args.out)
@@ -146,10 +149,10 @@ def _plot_loss(log: list[dict], path: Path) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     _, model, train, test, deadline, bps = _setup(args)
-    learn, _, held_out = _envs(args, model, train, test, deadline, bps, args.beta)
+    learn, tune, held_out = _envs(args, model, train, test, deadline, bps, args.beta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    policy = _train_one(args, learn)
+    policy = _train_one(args, learn, tune)
     result = evaluate(held_out, policy)
     print(
         f"trained {args.learner} (beta {args.beta:g}, {args.episodes} episodes) in {time.perf_counter() - t0:.0f} s;"
@@ -174,7 +177,7 @@ def _compare_one(args, model, train, test, deadline, bps, beta) -> list[dict]:
         "fixed-split": baselines.fixed_split(baselines.tune_split(tune, evaluate)),
         "always-local": baselines.always_local,
         "offload-first": baselines.offload_first,
-        "dqn": dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed))[0],
+        "dqn": dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune)[0],
         "tabular": tabular.train(learn, tabular.TabularConfig(episodes=args.episodes, seed=args.seed)),
         "oracle": baselines.oracle,
     }
@@ -190,8 +193,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
         rows += _compare_one(args, model, train, test, deadline, bps, beta)
     cal_rows = []
     for i, j, beta in calibration:
-        learn, _, held_out = _envs(args, model, train, test, deadline, bps, beta, allow_offload=False)
-        depth = evaluate(held_out, dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed))[0])
+        learn, tune, held_out = _envs(args, model, train, test, deadline, bps, beta, allow_offload=False)
+        learned = dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune)[0]
+        depth = evaluate(held_out, learned)
         cal_rows.append({"between": [i, j], "beta": beta, "dqn_mean_exit_depth": depth["mean_exit_depth"]})
     result = {
         "policies": rows,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from policy.env import TraceEnv
+from policy.evaluate import evaluate
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class DQNConfig:
     eps_start: float = 1.0
     eps_end: float = 0.02
     eps_decay_fraction: float = 0.6
+    select_every: int = 1000  # with a selection environment: keep the best greedy snapshot of these
     seed: int = 0
 
 
@@ -51,20 +54,26 @@ class DQNPolicy:
         return int(q.argmax())
 
 
-def train(env: TraceEnv, cfg: DQNConfig, log_csv: Path | None = None) -> tuple[DQNPolicy, list[dict]]:
+def train(
+    env: TraceEnv, cfg: DQNConfig, log_csv: Path | None = None, select: TraceEnv | None = None
+) -> tuple[DQNPolicy, list[dict]]:
     """Learn on ``env`` (random samples); returns the greedy policy and the loss log.
 
-    Runs on one thread: a 32-unit MLP gains nothing from more and loses much when cores are busy.
+    With ``select`` (a fixed-order environment over training traces, never the test split), the
+    greedy network is scored every ``cfg.select_every`` episodes and the best-scoring snapshot is
+    returned instead of the last one. Runs on one thread: a small MLP gains nothing from more.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(env, cfg, log_csv)
+        return _train(env, cfg, log_csv, select)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(env: TraceEnv, cfg: DQNConfig, log_csv: Path | None) -> tuple[DQNPolicy, list[dict]]:
+def _train(
+    env: TraceEnv, cfg: DQNConfig, log_csv: Path | None, select: TraceEnv | None
+) -> tuple[DQNPolicy, list[dict]]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     env.reset(seed=cfg.seed)
@@ -82,6 +91,7 @@ def _train(env: TraceEnv, cfg: DQNConfig, log_csv: Path | None) -> tuple[DQNPoli
     stored = steps = 0
     log: list[dict] = []
     greedy = DQNPolicy(net)
+    best_score, best_state = -np.inf, None
     for episode in range(cfg.episodes):
         frac = min(1.0, episode / max(1, cfg.eps_decay_fraction * cfg.episodes))
         eps = cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
@@ -122,6 +132,12 @@ def _train(env: TraceEnv, cfg: DQNConfig, log_csv: Path | None) -> tuple[DQNPoli
                 target.load_state_dict(net.state_dict())
         if losses and (episode % 100 == 0 or episode == cfg.episodes - 1):
             log.append({"episode": episode, "epsilon": round(eps, 4), "loss": float(np.mean(losses))})
+        if select is not None and ((episode + 1) % cfg.select_every == 0 or episode == cfg.episodes - 1):
+            score = evaluate(select, DQNPolicy(net))["mean_reward"]
+            if score > best_score:
+                best_score, best_state = score, copy.deepcopy(net.state_dict())
+    if best_state is not None:
+        net.load_state_dict(best_state)
     if log_csv is not None:
         with Path(log_csv).open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["episode", "epsilon", "loss"])
