@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from converter.boards import Board
 from converter.errors import ConvertError
+from host.protocol import frame_bytes
 
-# Mirrors of eecore.h / eeproto.h constants (tests compare core_ram_bytes with the compiled sizeof).
-_FRAME_FIXED = 6 + 4  # protocol header + CRC32
+# Mirrors of eecore.h constants (tests compare core_ram_bytes with the compiled sizeof).
 _OFFLOAD_HEAD = 2 + 2 * 8 + 4 + 1 + 12  # exit, rank, dims up to rank 8, scale, zero point, 3 x u32
 _HELLO = 2 + 1 + 255 + 32  # fw version, board name length, name, model hash
 _ERROR = 2 + 1 + 255  # request id, code, message
@@ -24,18 +24,12 @@ _INFER_HEAD = 6  # request id, h, w, c
 CORE_STATE_BYTES = 192
 
 
-def _frame_bytes(payload: int) -> int:
-    """Bytes of a COBS-encoded frame carrying ``payload`` bytes (EEP_FRAME_BYTES)."""
-    packet = payload + _FRAME_FIXED
-    return packet + packet // 254 + 2
-
-
 def core_ram_bytes(input_bytes: int, max_trunk_bytes: int, num_classes: int, device_slices: int) -> int:
     """``sizeof(eec_ctx)`` for a model: receive frame, two hand-off buffers, outgoing payload and frame."""
     act = max(input_bytes, max_trunk_bytes)
     rx = max(_INFER_HEAD + input_bytes, _ERROR)
     tx = max(_OFFLOAD_HEAD + act, _HELLO, 1 + 5 * device_slices)
-    return _frame_bytes(rx) + 2 * act + tx + _frame_bytes(tx) + num_classes + 5 * device_slices + CORE_STATE_BYTES
+    return frame_bytes(rx) + 2 * act + tx + frame_bytes(tx) + num_classes + 5 * device_slices + CORE_STATE_BYTES
 
 
 @dataclass(frozen=True)
