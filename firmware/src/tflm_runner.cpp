@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ee_model.h"
+#include "tflm_mean.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -12,9 +13,19 @@ namespace {
 
 alignas(16) uint8_t g_arena[EE_ARENA_BYTES];
 
+// The library's kernels, but MEAN as the verifying interpreter computes it (tflm_mean.h).
+class Resolver : public tflite::MicroMutableOpResolver<EE_NUM_OPS> {
+ public:
+  const TfLiteRegistration* FindOp(tflite::BuiltinOperator op) const override {
+    const TfLiteRegistration* registered = MicroMutableOpResolver::FindOp(op);
+    return registered != nullptr && op == tflite::BuiltinOperator_MEAN ? eefw_mean_registration() : registered;
+  }
+  using MicroMutableOpResolver::FindOp;
+};
+
 // The ops of all device slices, registered on first use (no global constructor).
 const tflite::MicroOpResolver& Ops() {
-  static tflite::MicroMutableOpResolver<EE_NUM_OPS> resolver;
+  static Resolver resolver;
   static bool registered = false;
   if (!registered) {
     EE_REGISTER_OPS(resolver);
