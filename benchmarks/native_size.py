@@ -6,7 +6,7 @@ Links three images with arm-none-eabi-gcc (-mcpu=cortex-m4 -O2, --gc-sections, n
 baseline whose main() only touches a volatile, one that runs every device slice through
 ``eefw_native_run_slice`` (the generated ee_native.c, firmware/lib/eenative, native_runner.c),
 and, given the TFLite Micro Arduino library folder DIR (as for ``make -C firmware tflm-check``),
-one that runs them through ``eefw_run_slice`` (tflm_runner.cpp, the flatbuffers, TFLM with its
+one that runs them through ``eefw_run_slice`` (tflm_runner.cpp and tflm_mean.cpp, the flatbuffers, TFLM with its
 CMSIS-NN kernels as the board builds it: -DARDUINO). Each runtime's figure is its image minus the
 baseline (``arm-none-eabi-size``: flash = text + data, RAM = data + bss); the baseline holds the
 hand-off buffers the firmware core owns anyway (two of EEC_ACT_BYTES) and the logits.
@@ -76,7 +76,7 @@ def _main(work: Path, name: str, header: str, call: str, enabled: int, cxx: bool
     return src
 
 
-def _tflm_objects(tflm: Path, cache: Path) -> list[Path]:
+def tflm_objects(tflm: Path, cache: Path) -> list[Path]:
     """TFLM's sources compiled for the Cortex-M4 into ``cache`` (kept: a rerun compiles nothing)."""
     src = tflm / "src"
     files = sorted(f for d in ("tensorflow", "third_party") for f in (src / d).rglob("*") if f.suffix in (".c", ".cpp"))
@@ -115,7 +115,7 @@ def measure(build: Path, tflm: Path | None, data_dir: str | None = None) -> dict
         images["native"] = _size(work / "n.elf")
         result = {"model": manifest["model"]["name"], "device_slices": manifest["device_slices"]}
         if tflm is not None:
-            objs = _tflm_objects(tflm, ROOT / "build/tflm-cortex-m4")
+            objs = tflm_objects(tflm, ROOT / "build/tflm-cortex-m4")
             tflm_build = work / "tflm-build"
             cmd = [sys.executable, "-m", "converter", "build", "--board", manifest["board"], "--out", str(tflm_build)]
             cmd += ["--model", manifest["model"]["name"]]
@@ -125,7 +125,7 @@ def measure(build: Path, tflm: Path | None, data_dir: str | None = None) -> dict
             cxx = [*COMMON, *CXXFLAGS, "-DARDUINO", "-DARDUINO_EXCLUDE_CODE", f"-I{tgen}", f"-isystem{tflm / 'src'}"]
             cxx += [f"-I{FW / d}" for d in ("src", "lib/eecore", "lib/eeproto")]
             main = _main(work, "tflm_main", "tflm_runner.h", "eefw_run_slice", 1, True)
-            srcs = [main, FW / "src/tflm_runner.cpp", tgen / "ee_model_data.cc"]
+            srcs = [main, FW / "src/tflm_runner.cpp", FW / "src/tflm_mean.cpp", tgen / "ee_model_data.cc"]
             # newlib's stdio, which TFLM pulls in, needs system-call stubs: nosys (they are counted).
             link = [*LINK, "--specs=nosys.specs"]
             _run(["arm-none-eabi-g++", *cxx, *map(str, srcs), *map(str, objs), *link, "-o", str(work / "t.elf")])

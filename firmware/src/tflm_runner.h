@@ -6,6 +6,10 @@
 
 #include "eecore.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * eec_io.run_slice for the device slices of ee_model.h. Each call builds slice `slice`'s
  * tflite::MicroInterpreter in the one shared arena of EE_ARENA_BYTES, copies `input` into it,
@@ -14,5 +18,9 @@
  * shape does not match the generated header (TFLM says why through DebugLog). `user` is unused.
  */
 int eefw_run_slice(void *user, int slice, const int8_t *input, eec_slice_out *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif  // EEFW_TFLM_RUNNER_H_

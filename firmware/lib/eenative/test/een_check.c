@@ -1,6 +1,7 @@
 /*
  * Runs the native device slices of a build on a stream of quantized inputs and writes every slice's
- * logits and trunk, for comparison with TFLite Micro (tests/test_native.py, benchmarks/native_exactness.py).
+ * logits and trunk, for comparison with TFLite Micro (tests/test_native.py, benchmarks/native_exactness.py);
+ * with -DEEN_CHECK_TFLM the firmware's TFLite Micro slices instead (benchmarks/tflm_exactness.py).
  *
  * Input: int8 images of EE_INPUT_H x W x C bytes, back to back. Output per image and device slice k:
  * EE_NUM_CLASSES logits, then ee_slices[k].trunk_bytes trunk values. Each slice's input is the
@@ -16,7 +17,13 @@
 #include <string.h>
 
 #include "ee_model.h"
+#if defined(EEN_CHECK_TFLM)
+#include "tflm_runner.h" /* the firmware's TFLite Micro seam instead (benchmarks/tflm_exactness.py) */
+#define RUN_SLICE eefw_run_slice
+#else
 #include "native_runner.h"
+#define RUN_SLICE eefw_native_run_slice
+#endif
 
 #define INPUT_BYTES ((size_t)EE_INPUT_H * EE_INPUT_W * EE_INPUT_C)
 #define ACT_BYTES (INPUT_BYTES > EE_MAX_TRUNK_BYTES ? INPUT_BYTES : (size_t)EE_MAX_TRUNK_BYTES)
@@ -52,7 +59,7 @@ int main(void) {
       memset(&out, 0, sizeof out);
       out.logits = logits;
       out.trunk = act[(k + 1) % 2];
-      if (eefw_native_run_slice(NULL, k, act[k % 2], &out) != 0 || !shape_ok(k, &out) ||
+      if (RUN_SLICE(NULL, k, act[k % 2], &out) != 0 || !shape_ok(k, &out) ||
           een_io_write(logits, sizeof logits) != 0 ||
           een_io_write(out.trunk, ee_slices[k].trunk_bytes) != 0) {
         status = 1;

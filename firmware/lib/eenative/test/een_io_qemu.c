@@ -10,7 +10,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(EEN_PROFILE)
 #include "ee_native.h"
+#endif
 
 int een_io_open(void);
 size_t een_io_read(void *buf, size_t n);
