@@ -46,6 +46,8 @@ def test_paths_point_at_the_firmware_and_the_generated_bundle(config):
     wanted = {f"+<../../{bundle}/{name}>" for name in ("ee_model_data.cc", "ee_policy.c")}
     assert wanted <= set(config["env:nano33ble"]["build_src_filter"])
     assert wanted | {f"+<../../{bundle}/ee_demo_samples.c>"} <= set(config["env:nano33ble_demo"]["build_src_filter"])
+    for env in ("env:nano33ble", "env:nano33ble_demo"):  # the native backend's seam needs a native bundle
+        assert "-<native_runner.c>" in config[env]["build_src_filter"], env
     native = config["env:native"]
     for entry in native["build_src_filter"][1:]:
         assert (Path(pio["src_dir"]) / entry[2:-1]).is_file(), entry
