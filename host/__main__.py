@@ -20,7 +20,7 @@ from host.cloud import CloudClient, CloudServer
 from host.edge import EdgeService
 from host.link import open_serial
 from host.ports import PortError, loopback, resolve
-from host.simulator import Simulator
+from host.simulator import DEFAULT_DEADLINE_MS, Simulator
 
 log = logging.getLogger("host")
 
@@ -166,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", required=True, help=bundle_help)
     s.add_argument("--port", required=True, help="pty path or pyserial URL the bridge is connected to")
     s.add_argument("--baud", type=int, default=115200, help="default %(default)s")
-    s.add_argument("--deadline-ms", type=float, default=500.0, help="budget per request (default 500, as the firmware)")
+    s.add_argument("--deadline-ms", type=float, default=DEFAULT_DEADLINE_MS, help="budget per request (default 500)")
     s.set_defaults(func=cmd_simulate)
 
     c = sub.add_parser("cloud", help="serve OFFLOAD requests over TCP on a loopback address")
@@ -181,7 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--faults", help=f"comma-separated: {', '.join(demo.FAULTS)}")
     d.add_argument("--cloud", action="store_true", help="also start a cloud tier")
     d.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs (default 0)")
-    d.add_argument("--deadline-ms", type=float, default=500.0, help="the simulated device's budget (default 500)")
+    d.add_argument(
+        "--deadline-ms", type=float, default=DEFAULT_DEADLINE_MS, help="the simulated device's budget (default 500)"
+    )
     d.add_argument("--port", help="run against a flashed board on this port instead of the simulator")
     d.add_argument(
         "--target",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import policy_export, verify
+from converter import boards, policy_export, verify
 from converter.flatbuf import TensorInfo
 from converter.intslice import IntSlice
 from converter.policy_export import LearnedPolicy
@@ -56,6 +56,12 @@ class Bundle:
         """(H, W, C) of the raw uint8 image the device takes."""
         _, h, w, c = self.slices[0].input.shape
         return h, w, c
+
+    def device_slice_us(self) -> tuple[int, ...]:
+        """Each device slice's time on the board by its profile's MAC rate, in microseconds: the cost
+        model learned policies are trained with, and the simulated device's clock."""
+        board = boards.load(self.board)
+        return tuple(round(1e6 * board.seconds_for(s["macs"])) for s in self.manifest["slices"][: self.device_slices])
 
     def policy(self, offload_after: int) -> ThresholdPolicy:
         """The threshold policy of a tier whose last slice is ``offload_after`` (1-based).

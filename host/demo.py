@@ -35,7 +35,7 @@ from host.cloud import CloudServer
 from host.link import open_serial
 from host.protocol import MsgType, Tier
 from host.relay import DAMAGE, UP, Relay
-from host.simulator import Simulator
+from host.simulator import DEFAULT_DEADLINE_MS, Simulator
 
 FAULTS = (*DAMAGE, "kill-edge")
 KILL_AT_OFFLOAD = 1  # kill-edge: the bridge dies when the device sends its second OFFLOAD
@@ -56,7 +56,7 @@ class DemoOptions:
     faults: frozenset[str] = frozenset()
     cloud: bool = False
     edge_slices: int = 0
-    deadline_ms: float = 500.0
+    deadline_ms: float = DEFAULT_DEADLINE_MS
     port: str | None = None  # a real board instead of the simulator
     target: str = "sil"  # "sil": the simulator; "qemu": the firmware under QEMU (host/qemu.py)
     baud: int = 115200
@@ -295,7 +295,7 @@ def run(bundle: Bundle, opts: DemoOptions) -> dict:
     except qemu.QemuError as err:
         raise DemoError(str(err)) from err
     ds = load_samples(bundle, opts.samples, opts.data_dir)
-    reference = offline.evaluate(bundle, ds.x, opts.edge_slices if opts.cloud else None)
+    reference = offline.evaluate(bundle, ds.x, opts.edge_slices if opts.cloud else None, opts.deadline_ms)
     demo = _Run(bundle, opts, ds.x, image)
     try:
         demo.start()

@@ -1,7 +1,9 @@
 """The same samples without any link: the int8 chain and the tiers' policies, as the reference answers.
 
 Device slices run in TFLite Micro (as in the simulator), the others in LiteRT's reference
-kernels (as on the edge and cloud); every tier decides with the threshold policy.
+kernels (as on the edge and cloud). The device decides with its own policy (the bundle's
+thresholds or its exported learned policy) on the simulated device's clock and budget; the
+upper tiers decide with the threshold policy, as the bridge and the cloud do.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from converter import verify
+from converter import boards, verify
 from converter.threshold import EXIT
 from host.bundle import Bundle
+from host.protocol import Tier
+from host.simulator import DEFAULT_DEADLINE_MS, MARGIN_US, device_state
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,9 @@ class Decision:
     tier: int
 
 
-def evaluate(bundle: Bundle, images: np.ndarray, edge_slices: int | None = None) -> list[Decision]:
+def evaluate(
+    bundle: Bundle, images: np.ndarray, edge_slices: int | None = None, deadline_ms: float = DEFAULT_DEADLINE_MS
+) -> list[Decision]:
     """One decision per uint8 NHWC image, exactly as the tiers take them over a perfect link."""
     d = bundle.device_slices
     x = verify.quantize_images(images, bundle.input_lut())
@@ -33,11 +39,39 @@ def evaluate(bundle: Bundle, images: np.ndarray, edge_slices: int | None = None)
     logits = list(device.logits)
     if d < len(bundle.slices):
         logits += verify.run_chain(list(bundle.slices[d:]), device.trunks[d - 1], verify.litert_runner).logits
-    policies = [(first, last, tier, bundle.policy(last)) for first, last, tier in bundle.tier_ranges(edge_slices)]
-    return [_decide(policies, [z[n] for z in logits]) for n in range(len(images))]
+    device_tier = _DeviceTier(bundle, deadline_ms)
+    upper = [(first, last, tier, bundle.policy(last)) for first, last, tier in bundle.tier_ranges(edge_slices)[1:]]
+    out = []
+    for n in range(len(images)):
+        z = [per_exit[n] for per_exit in logits]
+        out.append(device_tier.decide(z) or _decide_upper(upper, z))
+    return out
 
 
-def _decide(policies: list, logits: list[np.ndarray]) -> Decision:
+class _DeviceTier:
+    """The firmware's decisions over device exits, given every exit's logits of one sample."""
+
+    def __init__(self, bundle: Bundle, deadline_ms: float) -> None:
+        self.policy = bundle.device_policy()
+        self.slice_us = bundle.device_slice_us()
+        self.power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
+        self.budget_us = max(round(deadline_ms * 1e3) - MARGIN_US, 0)
+        self.can_offload = bundle.device_slices < len(bundle.slices)
+
+    def decide(self, logits: list[np.ndarray]) -> Decision | None:
+        """The device's answer, or None when it offloads."""
+        spent = 0
+        for k, us in enumerate(self.slice_us):
+            z = logits[k]
+            spent += us
+            state = device_state(k, z, spent, self.power_uw, self.budget_us, self.can_offload)
+            local = Decision(int(np.argmax(z)), self.policy.confidence_q15(k, z), k + 1, int(Tier.DEVICE))
+            if self.policy.decide_device(state) == EXIT or spent >= self.budget_us:
+                return local
+        return None if self.can_offload else local
+
+
+def _decide_upper(policies: list, logits: list[np.ndarray]) -> Decision:
     for first, last, tier, policy in policies:
         for k in range(first - 1, last):
             if policy.decide(k, logits[k]) == EXIT:

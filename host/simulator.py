@@ -9,6 +9,11 @@ answers, no fallback); while it waits, the edge's RESULT is passed on with its f
 an ERROR from the edge or the budget running out answers from the deepest exit with the
 fallback flag. TELEMETRY precedes every final RESULT; late RESULTs are ignored; frames whose
 CRC holds but whose version, type or payload is wrong are answered with the matching ERROR.
+
+Its clock is the board's, not the PC's: each slice advances it by the slice's time on the board
+by its profile's MAC rate (``Bundle.device_slice_us``, the cost model the policy was trained
+with), so the policy sees the time and energy the board would spend; while it waits for the
+edge, real time runs on from there.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from host.protocol import (
 log = logging.getLogger("host.simulator")
 
 FW_VERSION = 1  # the firmware's EEC_FW_VERSION
+DEFAULT_DEADLINE_MS = 500.0  # the firmware's EEFW_DEADLINE_US
 MARGIN_US = 5_000  # the firmware's EEFW_MARGIN_US: stop waiting for the edge this long before the deadline
 # The ERROR a frame dropped after its CRC held gets, as eecore's answer_dropped.
 DROP_ANSWERS = {
@@ -59,9 +65,18 @@ DROP_ANSWERS = {
 @dataclass
 class _Request:
     request_id: int
-    started: float  # monotonic seconds at the INFER's arrival
-    micros: list[tuple[int, int]]  # (slice from 1, microseconds) per slice run
+    started: float  # monotonic seconds at the INFER's arrival on the device's clock
+    micros: list[tuple[int, int]]  # (slice from 1, microseconds measured here) per slice run
     local: Result | None = None  # the deepest exit's answer so far
+    spent_us: int = 0  # the board's time for the slices run so far
+
+
+def device_state(
+    k: int, logits: np.ndarray, spent_us: int, power_uw: int, budget_us: int, can_offload: bool
+) -> DeviceState:
+    """What the firmware's core hands its policy at device exit ``k`` (eecore.c ``decide``)."""
+    energy_uj = spent_us * power_uw // 1_000_000
+    return DeviceState(k, logits, spent_us, energy_uj, max(budget_us - spent_us, 0), 0, can_offload)
 
 
 class Simulator:
@@ -69,8 +84,10 @@ class Simulator:
 
     def __init__(self, bundle: Bundle, link: Link, deadline_ms: float) -> None:
         self.bundle, self.link = bundle, link
-        self.budget_s = max(deadline_ms * 1e3 - MARGIN_US, 0) / 1e6
+        self.budget_us = max(round(deadline_ms * 1e3) - MARGIN_US, 0)
+        self.budget_s = self.budget_us / 1e6
         self.deadline_us = int(deadline_ms * 1e3)
+        self.slice_us = bundle.device_slice_us()
         self.power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
         self.runners = [verify.tflm_runner(s) for s in bundle.slices[: bundle.device_slices]]
         self.policy = bundle.device_policy()
@@ -156,10 +173,11 @@ class Simulator:
                 self.link.send(Error(ErrorCode.INTERNAL, "slice failed"), rid)
                 return
             request.micros.append((k + 1, (time.perf_counter_ns() - t0) // 1000))
+            request.spent_us += self.slice_us[k]
             request.local = Result(int(np.argmax(logits)), self.policy.confidence_q15(k, logits), k + 1, Tier.DEVICE)
             if self.policy.decide_device(self._state(request, k, logits)) == EXIT:
                 break
-            if time.monotonic() - request.started >= self.budget_s:
+            if request.spent_us >= self.budget_us:
                 fallback = True
                 break
             if k == last:
@@ -172,13 +190,12 @@ class Simulator:
 
     def _state(self, request: _Request, k: int, logits: np.ndarray) -> DeviceState:
         """What the firmware's core hands its policy at device exit ``k`` (eecore.c ``decide``)."""
-        spent = int(1e6 * (time.monotonic() - request.started))
-        left = max(round(1e6 * self.budget_s) - spent, 0)
         can_offload = self.acknowledged and self.bundle.device_slices < len(self.bundle.slices)
-        return DeviceState(k, logits, spent, int(spent * self.power_uw) // 1_000_000, left, 0, can_offload)
+        return device_state(k, logits, request.spent_us, self.power_uw, self.budget_us, can_offload)
 
     def _offload(self, request: _Request, k: int, trunk: np.ndarray) -> None:
-        spent_us = int(1e6 * (time.monotonic() - request.started))
+        spent_us = request.spent_us
+        request.started = time.monotonic() - spent_us / 1e6  # from here on the device's clock is real time
         info = self.bundle.slices[k].trunk
         self.link.send(
             Offload(

@@ -4,10 +4,13 @@ import json
 
 import pytest
 
+from converter.build import BuildOptions
+from converter.build import run as build
 from earlyexit import data
 from host import bundle as bundles
 from host import demo, offline
 from host.__main__ import main
+from host.simulator import MARGIN_US
 from tests.test_host_bundle import tiny_bundle
 
 SAMPLES = 16
@@ -45,6 +48,33 @@ def test_demo_with_a_cloud_tier_matches_offline(bundle):
     assert summary["decisions_match"] is True
     reference = offline.evaluate(bundle, data.load("synthetic", "test").x[:SAMPLES], edge_slices=1)
     assert {d.tier for d in reference} == {0, 1, 2}, "every tier answers some samples"
+
+
+def test_demo_with_a_learned_device_policy_matches_offline(bundle, tmp_path):
+    """The simulator decides on the board's clock, so a policy that reads time and energy decides as offline."""
+    out = tmp_path / "tabular"
+    opts = BuildOptions(
+        board="nano33",
+        model=str(bundle.root.parent / "tiny.pt"),
+        out=out,
+        cache_dir=tmp_path / "cache",
+        device_slices=2,
+        policy="tabular",
+        policy_beta=20.0,  # accuracy worth enough that exit 2 pays for some samples
+    )
+    build(opts, say=lambda _: None)
+    learned = bundles.load(out)
+    assert learned.manifest["policy"]["kind"] == "tabular"
+    # the deadline the policy was trained for: its time-left feature spans its whole range
+    deadline_ms = (learned.device_policy().features.deadline_us + MARGIN_US) / 1e3
+    summary = demo.run(learned, demo.DemoOptions(samples=SAMPLES, deadline_ms=deadline_ms))
+    _exactly_once(summary)
+    assert summary["decisions_match"] is True
+    images = data.load("synthetic", "test").x[:SAMPLES]
+    assert {d.exit for d in offline.evaluate(learned, images, deadline_ms=deadline_ms)} == {1, 2}
+    # the budget counts on the board's clock: one too short for slice 2 answers every sample at exit 1
+    short = (learned.device_slice_us()[0] + MARGIN_US + 1) / 1e3
+    assert {d.exit for d in offline.evaluate(learned, images, deadline_ms=short)} == {1}
 
 
 @pytest.mark.parametrize("fault", ["drop", "corrupt", "kill-edge"])

@@ -7,7 +7,7 @@ import tty
 
 import pytest
 
-from converter import verify
+from converter import boards, verify
 from converter.threshold import EXIT
 from earlyexit import data
 from host import bundle as bundles
@@ -108,7 +108,10 @@ def test_offload_then_the_edge_answer_is_passed_on_with_its_fallback_flag(edge, 
     offload = edge.expect(MsgType.OFFLOAD)
     trunk = bundle.slices[0].trunk
     assert offload.request_id == 11 and offload.message.exit == 1 and offload.message.shape == trunk.shape
-    assert 0 < offload.message.deadline_left_us <= 3_000_000 - offload.message.time_spent_us
+    spent = sum(bundle.device_slice_us())  # the board's clock, not this PC's
+    assert offload.message.time_spent_us == spent and offload.message.deadline_left_us == 3_000_000 - spent
+    power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
+    assert offload.message.energy_spent_uj == spent * power_uw // 1_000_000
     edge.send(unsure, 12)  # one request at a time
     busy = edge.expect(MsgType.ERROR)
     assert busy.request_id == 12 and busy.message.code == ErrorCode.BUSY
