@@ -1,7 +1,7 @@
 """Bridge throughput and edge-side latency: 8 simulated devices offloading to one ``python -m host bridge``.
 
     python benchmarks/bridge_throughput.py [--bundle build/bench-offload] [--devices 8] [--seconds 20]
-                                           [--edge-kernels reference optimized]
+                                           [--edge-kernels reference optimized] [--arrivals poisson aligned]
 
 The bundle is the default model with one slice on the device, so that every request is an
 offload of its largest activation (14x14x16 int8):
@@ -10,8 +10,10 @@ offload of its largest activation (14x14x16 int8):
 
 Each simulated device owns a pseudo-terminal and keeps one OFFLOAD in flight at most, like the
 firmware: HELLO when asked, then OFFLOAD, wait for the RESULT, next OFFLOAD, either at once
-(closed loop: the bridge's capacity) or on a fixed schedule of ``--rate`` offloads/s over all
-devices (open loop: the latency at that load; a late answer delays the next send). The offloads
+(closed loop: the bridge's capacity) or on a schedule of ``--rate`` offloads/s over all devices
+(open loop: the latency at that load; a late answer delays the next send). The open-loop
+schedule is ``poisson`` (independent devices: exponential gaps, seeded) or ``aligned`` (every
+device sends at the same instants, a burst of ``--devices`` offloads at a time: the worst case). The offloads
 are the device slice's real activations of the bundled Fashion-MNIST samples; every RESULT is
 checked against the offline chain (LiteRT reference kernels). Measured, per kind of edge
 kernels and load: sustained offloads/s over ``--seconds`` (after a warm-up), the round trip as a device
@@ -76,10 +78,17 @@ class Device:
     """One simulated device on a pty master: handshake, then one OFFLOAD in flight at a time."""
 
     def __init__(
-        self, fd: int, model_hash: bytes, messages: list[Offload], expected: list[Result], interval: float
+        self,
+        fd: int,
+        model_hash: bytes,
+        messages: list[Offload],
+        expected: list[Result],
+        interval: float,
+        rng: np.random.Generator | None,
     ) -> None:
         self.fd, self.model_hash, self.messages, self.expected = fd, model_hash, messages, expected
-        self.interval = interval  # seconds between sends; 0: closed loop
+        self.interval = interval  # mean seconds between sends; 0: closed loop
+        self.rng = rng  # exponential gaps (Poisson arrivals); None: every ``interval``
         self.due = 0.0  # when the next OFFLOAD may go (open loop)
         self.in_flight = False
         self.reader = FrameReader()
@@ -96,7 +105,8 @@ class Device:
     def offload(self) -> None:
         self.in_flight = True
         self.sent_at = time.perf_counter()
-        self.due = max(self.due + self.interval, self.sent_at - self.interval)  # no burst to catch up
+        gap = self.rng.exponential(self.interval) if self.rng is not None else self.interval
+        self.due = max(self.due + gap, self.sent_at - self.interval)  # no burst to catch up
         self.write(encode(self.messages[self.next % len(self.messages)], self.next & 0xFFFF))
         self.next += 1
 
@@ -109,7 +119,7 @@ class Device:
                 self.write(encode(Hello(1, "nano33", self.model_hash), 0))
             elif isinstance(m, HelloAck) and m.accepted and not self.ready:
                 self.ready = True
-                self.due = time.perf_counter()
+                self.due = time.perf_counter() + (self.rng.exponential(self.interval) if self.rng is not None else 0.0)
                 self.poll()
             elif isinstance(m, Result) and rid == (self.next - 1) & 0xFFFF:
                 n = (self.next - 1) % len(self.messages)
@@ -148,7 +158,7 @@ def _pty() -> tuple[int, int]:
     return master, slave
 
 
-def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: str, rate: float) -> dict:
+def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: str, rate: float, arrivals: str) -> dict:
     bundle = bundles.load(bundle_dir)
     messages, expected = offloads(bundle, 64)
     fds = [_pty() for _ in range(devices)]
@@ -158,7 +168,9 @@ def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: s
     for _, slave in fds:
         argv += ["--port", os.ttyname(slave)]
     interval = devices / rate if rate else 0.0
-    sims = [Device(master, bytes.fromhex(bundle.model_hash), messages, expected, interval) for master, _ in fds]
+    model_hash = bytes.fromhex(bundle.model_hash)
+    rngs = [np.random.default_rng(n) if arrivals == "poisson" else None for n in range(devices)]
+    sims = [Device(master, model_hash, messages, expected, interval, rng) for (master, _), rng in zip(fds, rngs)]
     by_fd = {s.fd: s for s in sims}
     with open(log, "w") as err:
         bridge = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
@@ -198,6 +210,7 @@ def run(bundle_dir: str, devices: int, seconds: float, warmup: float, kernels: s
         "offload_frame_bytes": len(encode(messages[0], 0)),
         "edge_kernels": kernels,
         "offered_rate_per_s": rate or "closed loop",
+        "arrivals": arrivals if rate else None,
         "devices": devices,
         "seconds": round(elapsed, 2),
         "offloads": done,
@@ -226,14 +239,16 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--edge-kernels", nargs="+", choices=("reference", "optimized"), default=["reference", "optimized"])
     p.add_argument("--rates", type=float, nargs="+", default=[0, 300], help="offloads/s in all; 0: closed loop")
+    p.add_argument("--arrivals", nargs="+", choices=("poisson", "aligned"), default=["poisson", "aligned"])
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bridge_throughput.json"))
     args = p.parse_args()
     if not (Path(args.bundle) / "manifest.json").is_file():
         sys.exit(f"error: {args.bundle} is not a build bundle; make it with {BUILD}")
     result = {
         "runs": [
-            run(args.bundle, args.devices, args.seconds, args.warmup, kernels, rate)
+            run(args.bundle, args.devices, args.seconds, args.warmup, kernels, rate, arrivals)
             for rate in args.rates
+            for arrivals in (args.arrivals if rate else ["-"])
             for kernels in args.edge_kernels
         ],
         "cpus": os.cpu_count(),
