@@ -6,7 +6,8 @@
 #          benchmark build's logit scales (build/bench-cifar10), agreement with the float policy;
 # size: the trained files exported for build/bench-cifar10 and its threshold policy, compiled for the
 #       Cortex-M4F (arm-none-eabi-gcc -Os): flash (text), data + bss, stack per function;
-# compare: every policy at the calibrated betas, calibration rows, JSON + Pareto PNG.
+# compare: every policy at the calibrated betas, calibration rows, JSON + Pareto PNG;
+# seeds: DQN with seeds 0, 1 and 2 at each calibrated beta (the environments of compare), two at a time.
 # Heavy: run each step alone, under `flock /work/notes/cpu.lock` where CPUs are shared.
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg}
@@ -58,8 +59,16 @@ for kind in ('dqn', 'tabular'):
   compare)
     $PY -m converter policy compare "${ARGS[@]}" --json $OUT/policy_compare_cifar10.json | tee $OUT/policy_compare_cifar10.txt
     ;;
+  seeds)
+    betas=$($PY -c "import json; print(' '.join(str(c['beta']) for c in json.load(open('$OUT/policy_compare_cifar10.json'))['calibration']))")
+    mkdir -p build/policy/seeds
+    for beta in $betas; do for seed in 0 1 2; do echo "$beta $seed"; done; done |
+      xargs -P 2 -n 2 sh -c '"$0" -m converter policy train --model cifar10 --data-dir "$1" --board nano33 \
+        --learner dqn --beta "$2" --seed "$3" --out "build/policy/seeds/dqn-$2-$3.policy" 2>/dev/null |
+        grep "^trained" | sed "s/^/seed $3: /"' "$PY" "$DATA" | sort -t' ' -k6,6g -k2,2n | tee $OUT/policy_dqn_seeds_cifar10.txt
+    ;;
   *)
-    echo "usage: $0 traces | train BETA | size | compare" >&2
+    echo "usage: $0 traces | train BETA | size | compare | seeds" >&2
     exit 2
     ;;
 esac

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.threshold import EXIT, OFFLOAD, ONE, STAY, DeviceState, exp_tables
+from host.protocol import RESULT_FRAME_BYTES
 
 FORMAT_VERSION = 1
 Q = 4096  # features in Q12
@@ -39,7 +40,6 @@ MUL_SHIFT = 24  # energy, time and bandwidth: (x * mul) >> 24
 MUL_ONE = 1 << MUL_SHIFT
 LN2_Q16 = 45426  # round(ln 2 * 2^16)
 LOG2_TABLE = tuple(round(math.log2(1 + i / 16) * 65536) for i in range(17))  # log2(1 + i/16) in Q16
-RESULT_FRAME_BYTES = 20  # policy/costs.py
 
 
 @dataclass(frozen=True)

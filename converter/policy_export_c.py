@@ -11,6 +11,7 @@ import numpy as np
 
 from converter.policy_export import LOG2_TABLE, LearnedPolicy, Q
 from converter.threshold import ThresholdPolicy
+from host.protocol import RESULT_FRAME_BYTES
 
 
 def header(banner: str) -> str:
@@ -123,7 +124,7 @@ def _mask(p: LearnedPolicy) -> str:
 #define EE_LATENCY_US {lim.latency_us}u
 #define EE_OFFLOAD_UJ {lim.offload_uj}u
 #define EE_ENERGY_BUDGET_UJ {lim.energy_budget_uj}u
-#define EE_RESULT_BYTES 20u
+#define EE_RESULT_BYTES {RESULT_FRAME_BYTES}u
 
 /* Cost-model estimates per device slice: time and device energy. */
 static const uint32_t ee_device_us[EE_POLICY_DEVICE_EXITS] = {{{", ".join(f"{v}u" for v in lim.device_us)}}};

@@ -187,6 +187,7 @@ class Infer:
 @dataclass(frozen=True)
 class Offload:
     TYPE: ClassVar[MsgType] = MsgType.OFFLOAD
+    FIXED_BYTES: ClassVar[int] = struct.calcsize("<BBfbIII")  # exit, rank, scale, zero point, time, energy, deadline
     exit: int  # 1-based exit whose slice produced the tensor
     shape: tuple[int, ...]
     scale: float
@@ -212,6 +213,11 @@ class Offload:
         )
 
     @classmethod
+    def frame_bytes(cls, tensor_bytes: int, rank: int) -> int:
+        """Worst-case wire bytes of an OFFLOAD carrying ``tensor_bytes`` int8 values of rank ``rank``."""
+        return frame_bytes(cls.FIXED_BYTES + 2 * rank + tensor_bytes)
+
+    @classmethod
     def unpack(cls, payload: bytes) -> Offload:
         r = _Reader(payload, "OFFLOAD")
         exit_, rank = r.take("<BB")
@@ -232,6 +238,7 @@ class Offload:
 @dataclass(frozen=True)
 class Result:
     TYPE: ClassVar[MsgType] = MsgType.RESULT
+    FORMAT: ClassVar[str] = "<HHBBB"
     label: int
     confidence_q15: int
     exit: int
@@ -239,18 +246,21 @@ class Result:
     fallback: bool = False
 
     def pack(self) -> bytes:
-        return struct.pack("<HHBBB", self.label, self.confidence_q15, self.exit, self.tier, int(self.fallback))
+        return struct.pack(self.FORMAT, self.label, self.confidence_q15, self.exit, self.tier, int(self.fallback))
 
     @classmethod
     def unpack(cls, payload: bytes) -> Result:
         r = _Reader(payload, "RESULT")
-        label, conf, exit_, tier, flags = r.take("<HHBBB")
+        label, conf, exit_, tier, flags = r.take(cls.FORMAT)
         r.done()
         if tier > Tier.CLOUD:
             raise ProtocolError(f"RESULT: tier {tier} unknown")
         if flags > 1:
             raise ProtocolError(f"RESULT: reserved flag bits set (0x{flags:02x})")
         return cls(label, conf, exit_, tier, bool(flags))
+
+
+RESULT_FRAME_BYTES = frame_bytes(struct.calcsize(Result.FORMAT))  # a RESULT on the wire
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from policy.env import EnvConfig, TraceEnv
 from policy.evaluate import evaluate
 
 BASELINES = ("threshold", "fixed-split", "always-local", "offload-first")  # deployable, not learned
-THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+THRESHOLD_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)  # 0: always answer there
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -195,8 +195,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
     for i, j, beta in calibration:
         learn, tune, held_out = _envs(args, model, train, test, deadline, bps, beta, allow_offload=False)
         learned = dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune)[0]
-        depth = evaluate(held_out, learned)
-        cal_rows.append({"between": [i, j], "beta": beta, "dqn_mean_exit_depth": depth["mean_exit_depth"]})
+        tuned = baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID))
+        cal_rows.append(
+            {
+                "between": [i, j],
+                "beta": beta,
+                "dqn_mean_exit_depth": evaluate(held_out, learned)["mean_exit_depth"],
+                # the best confidence thresholds at this beta, device only: the deployable optimum, for reference
+                "threshold_mean_exit_depth": evaluate(held_out, tuned)["mean_exit_depth"],
+            }
+        )
     result = {
         "policies": rows,
         "calibration": cal_rows,
@@ -254,7 +262,8 @@ def _print(rows: list[dict], cal_rows: list[dict]) -> None:
     for c in cal_rows:
         print(
             f"calibration: beta {c['beta']:.3g} between exits {c['between']}: "
-            f"DQN mean exit depth {c['dqn_mean_exit_depth']:.2f} (device only)"
+            f"DQN mean exit depth {c['dqn_mean_exit_depth']:.2f}, tuned thresholds "
+            f"{c['threshold_mean_exit_depth']:.2f} (device only)"
         )
 
 

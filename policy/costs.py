@@ -17,15 +17,14 @@ from converter import boards
 from converter.placement import SliceNeeds, place
 from earlyexit.checkpoint import Checkpoint
 from earlyexit.profile import exit_costs
+from host.protocol import RESULT_FRAME_BYTES, Offload
 
 TIERS = ("device", "edge", "cloud")
-RESULT_FRAME_BYTES = 20  # a RESULT on the wire: header, 7 payload bytes, CRC, COBS, delimiter
 
 
 def offload_frame_bytes(tensor_bytes: int, rank: int = 4) -> int:
     """Worst-case wire size of an OFFLOAD frame (docs/protocol.md)."""
-    packet = 6 + 2 + 2 * rank + 17 + tensor_bytes + 4
-    return packet + math.ceil(packet / 254) + 1
+    return Offload.frame_bytes(tensor_bytes, rank)
 
 
 @dataclass(frozen=True)

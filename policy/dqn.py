@@ -1,5 +1,6 @@
 """Deep Q-learning with experience replay, a target network and epsilon-greedy exploration
-(the seed's Algorithm 1). Invalid actions are masked both when acting and in the targets."""
+(the seed's Algorithm 1), with Double DQN targets. Invalid actions are masked both when acting
+and in the targets."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class DQNConfig:
     eps_end: float = 0.02
     eps_decay_fraction: float = 0.6
     select_every: int = 1000  # with a selection environment: keep the best greedy snapshot of these
+    double: bool = True  # Double DQN targets: the online network picks the next action, the target one scores it
     seed: int = 0
 
 
@@ -152,9 +154,11 @@ def _learn(net, target, opt, rng, available, cfg, obs, act, rew, nxt, done, mask
     o, a = torch.as_tensor(obs[idx]), torch.as_tensor(act[idx])
     r, d = torch.as_tensor(rew[idx]), torch.as_tensor(done[idx])
     with torch.no_grad():
-        q_next = target(torch.as_tensor(nxt[idx]))
-        q_next[~torch.as_tensor(mask[idx])] = -1e9
-        y = r + cfg.gamma * (1 - d) * q_next.max(1).values  # EXIT is always allowed: the max is finite
+        o_next, allowed = torch.as_tensor(nxt[idx]), torch.as_tensor(mask[idx])
+        q_next = target(o_next)
+        pick = net(o_next) if cfg.double else q_next.clone()
+        pick[~allowed] = -1e9  # EXIT is always allowed: the pick is a valid action
+        y = r + cfg.gamma * (1 - d) * q_next.gather(1, pick.argmax(1, keepdim=True))[:, 0]
     q = net(o).gather(1, a[:, None])[:, 0]
     loss = nn.functional.smooth_l1_loss(q, y)
     opt.zero_grad()
