@@ -36,8 +36,14 @@ def bundle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# The simulator and the offline reference count the profile's 25 MHz for the device's time (slices 1-2:
+# 0.52 s), QEMU its own clock; a deadline neither reaches keeps their decisions comparable.
+DEADLINE_MS = "3000"
+
+
 def _demo(root: Path, out: Path, *extra: str) -> dict:
     cmd = [sys.executable, "-m", "host", "demo", "--bundle", str(root), "--samples", str(SAMPLES), "--json", str(out)]
+    cmd += ["--deadline-ms", DEADLINE_MS]
     proc = subprocess.run([*cmd, *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
