@@ -62,6 +62,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     if (extra > 31 + shift) {
       extra = 31 + shift;
     }
+    if (extra < 0) {
+      extra = 0;
+    }
     data->multiplier = static_cast<int32_t>((static_cast<int64_t>(multiplier) << extra) / count);
     data->shift = shift - extra;
     data->input_zero_point = input->params.zero_point;
