@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from converter import boards, verify
+from converter import verify
 from converter.threshold import EXIT
 from host.bundle import Bundle
 from host.protocol import Tier
-from host.simulator import DEFAULT_DEADLINE_MS, MARGIN_US, device_state
+from host.simulator import DEFAULT_DEADLINE_MS, DeviceClock
 
 
 @dataclass(frozen=True)
@@ -53,20 +53,18 @@ class _DeviceTier:
 
     def __init__(self, bundle: Bundle, deadline_ms: float) -> None:
         self.policy = bundle.device_policy()
-        self.slice_us = bundle.device_slice_us()
-        self.power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
-        self.budget_us = max(round(deadline_ms * 1e3) - MARGIN_US, 0)
+        self.clock = DeviceClock.of(bundle, deadline_ms)
         self.can_offload = bundle.device_slices < len(bundle.slices)
 
     def decide(self, logits: list[np.ndarray]) -> Decision | None:
         """The device's answer, or None when it offloads."""
         spent = 0
-        for k, us in enumerate(self.slice_us):
+        for k, us in enumerate(self.clock.slice_us):
             z = logits[k]
             spent += us
-            state = device_state(k, z, spent, self.power_uw, self.budget_us, self.can_offload)
+            state = self.clock.state(k, z, spent, self.can_offload)
             local = Decision(int(np.argmax(z)), self.policy.confidence_q15(k, z), k + 1, int(Tier.DEVICE))
-            if self.policy.decide_device(state) == EXIT or spent >= self.budget_us:
+            if self.policy.decide_device(state) == EXIT or spent >= self.clock.budget_us:
                 return local
         return None if self.can_offload else local
 

@@ -71,12 +71,28 @@ class _Request:
     spent_us: int = 0  # the board's time for the slices run so far
 
 
-def device_state(
-    k: int, logits: np.ndarray, spent_us: int, power_uw: int, budget_us: int, can_offload: bool
-) -> DeviceState:
-    """What the firmware's core hands its policy at device exit ``k`` (eecore.c ``decide``)."""
-    energy_uj = spent_us * power_uw // 1_000_000
-    return DeviceState(k, logits, spent_us, energy_uj, max(budget_us - spent_us, 0), 0, can_offload)
+@dataclass(frozen=True)
+class DeviceClock:
+    """The board's time and energy for one request: each device slice's time by the profile's MAC
+    rate, the board's active power and the budget (the deadline less the firmware's margin)."""
+
+    slice_us: tuple[int, ...]
+    power_uw: int
+    budget_us: int
+
+    @classmethod
+    def of(cls, bundle: Bundle, deadline_ms: float) -> DeviceClock:
+        power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
+        return cls(bundle.device_slice_us(), power_uw, max(round(deadline_ms * 1e3) - MARGIN_US, 0))
+
+    def energy_uj(self, spent_us: int) -> int:
+        """Device energy for ``spent_us`` of activity, as eecore.c computes it."""
+        return spent_us * self.power_uw // 1_000_000
+
+    def state(self, k: int, logits: np.ndarray, spent_us: int, can_offload: bool) -> DeviceState:
+        """What the firmware's core hands its policy at device exit ``k`` (eecore.c ``decide``)."""
+        left = max(self.budget_us - spent_us, 0)
+        return DeviceState(k, logits, spent_us, self.energy_uj(spent_us), left, 0, can_offload)
 
 
 class Simulator:
@@ -84,11 +100,9 @@ class Simulator:
 
     def __init__(self, bundle: Bundle, link: Link, deadline_ms: float) -> None:
         self.bundle, self.link = bundle, link
-        self.budget_us = max(round(deadline_ms * 1e3) - MARGIN_US, 0)
-        self.budget_s = self.budget_us / 1e6
+        self.clock = DeviceClock.of(bundle, deadline_ms)
+        self.budget_s = self.clock.budget_us / 1e6
         self.deadline_us = int(deadline_ms * 1e3)
-        self.slice_us = bundle.device_slice_us()
-        self.power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
         self.runners = [verify.tflm_runner(s) for s in bundle.slices[: bundle.device_slices]]
         self.policy = bundle.device_policy()
         self.lut = bundle.input_lut()
@@ -173,11 +187,12 @@ class Simulator:
                 self.link.send(Error(ErrorCode.INTERNAL, "slice failed"), rid)
                 return
             request.micros.append((k + 1, (time.perf_counter_ns() - t0) // 1000))
-            request.spent_us += self.slice_us[k]
+            request.spent_us += self.clock.slice_us[k]
             request.local = Result(int(np.argmax(logits)), self.policy.confidence_q15(k, logits), k + 1, Tier.DEVICE)
-            if self.policy.decide_device(self._state(request, k, logits)) == EXIT:
+            can_offload = self.acknowledged and self.bundle.device_slices < len(self.bundle.slices)
+            if self.policy.decide_device(self.clock.state(k, logits, request.spent_us, can_offload)) == EXIT:
                 break
-            if request.spent_us >= self.budget_us:
+            if request.spent_us >= self.clock.budget_us:
                 fallback = True
                 break
             if k == last:
@@ -187,11 +202,6 @@ class Simulator:
                 break  # not acknowledged: the device's own answer
             h = trunk
         self._finish(request, replace(request.local, fallback=fallback))
-
-    def _state(self, request: _Request, k: int, logits: np.ndarray) -> DeviceState:
-        """What the firmware's core hands its policy at device exit ``k`` (eecore.c ``decide``)."""
-        can_offload = self.acknowledged and self.bundle.device_slices < len(self.bundle.slices)
-        return device_state(k, logits, request.spent_us, self.power_uw, self.budget_us, can_offload)
 
     def _offload(self, request: _Request, k: int, trunk: np.ndarray) -> None:
         spent_us = request.spent_us
@@ -204,7 +214,7 @@ class Simulator:
                 info.scale,
                 info.zero_point,
                 spent_us,
-                spent_us * self.power_uw // 1_000_000,
+                self.clock.energy_uj(spent_us),
                 max(self.deadline_us - spent_us, 0),
                 trunk.tobytes(),
             ),
