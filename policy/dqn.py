@@ -30,7 +30,6 @@ class DQNConfig:
     eps_end: float = 0.02
     eps_decay_fraction: float = 0.6
     select_every: int = 1000  # with a selection environment: keep the best greedy snapshot of these
-    double: bool = True  # Double DQN targets: the online network picks the next action, the target one scores it
     seed: int = 0
 
 
@@ -154,11 +153,11 @@ def _learn(net, target, opt, rng, available, cfg, obs, act, rew, nxt, done, mask
     o, a = torch.as_tensor(obs[idx]), torch.as_tensor(act[idx])
     r, d = torch.as_tensor(rew[idx]), torch.as_tensor(done[idx])
     with torch.no_grad():
-        o_next, allowed = torch.as_tensor(nxt[idx]), torch.as_tensor(mask[idx])
-        q_next = target(o_next)
-        pick = net(o_next) if cfg.double else q_next.clone()
-        pick[~allowed] = -1e9  # EXIT is always allowed: the pick is a valid action
-        y = r + cfg.gamma * (1 - d) * q_next.gather(1, pick.argmax(1, keepdim=True))[:, 0]
+        # Double DQN: the online network picks the next action, the target network scores it.
+        o_next = torch.as_tensor(nxt[idx])
+        pick = net(o_next)
+        pick[~torch.as_tensor(mask[idx])] = -1e9  # EXIT is always allowed: the pick is a valid action
+        y = r + cfg.gamma * (1 - d) * target(o_next).gather(1, pick.argmax(1, keepdim=True))[:, 0]
     q = net(o).gather(1, a[:, None])[:, 0]
     loss = nn.functional.smooth_l1_loss(q, y)
     opt.zero_grad()
