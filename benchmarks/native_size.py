@@ -55,7 +55,13 @@ int main(void) {
 %(extra)s"""
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> str:
+# What a bare-metal TFLM image needs from its firmware: TFLM's static objects register destructors
+# (__dso_handle); DebugLog is the board's, silent.
+TFLM_SUPPORT = 'extern "C" void DebugLog(const char *s) { (void)s; }\nvoid *__dso_handle = 0;\n'
+
+
+def run_tool(cmd: list[str], cwd: Path | None = None) -> str:
+    """Run a toolchain command; its stdout, or exit with the command and its stderr."""
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:3])} ... failed:\n{done.stderr[-3000:]}")
@@ -63,13 +69,12 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
 
 
 def _size(elf: Path) -> dict[str, int]:
-    text, data, bss = (int(v) for v in _run(["arm-none-eabi-size", str(elf)]).splitlines()[1].split()[:3])
+    text, data, bss = (int(v) for v in run_tool(["arm-none-eabi-size", str(elf)]).splitlines()[1].split()[:3])
     return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
 
 
 def _main(work: Path, name: str, header: str, call: str, enabled: int, cxx: bool) -> Path:
-    # TFLM's static objects register destructors (__dso_handle); DebugLog is the board's, silent.
-    extra = 'extern "C" void DebugLog(const char *s) { (void)s; }\nvoid *__dso_handle = 0;\n' if cxx else ""
+    extra = TFLM_SUPPORT if cxx else ""
     src = work / (f"{name}.cpp" if cxx else f"{name}.c")
     wrap = f'extern "C" {{\n#include "eecore.h"\n}}\n#include "{header}"' if cxx else f'#include "{header}"'
     src.write_text(MAIN_C % {"include": wrap, "enabled": enabled, "call": call, "extra": extra})
@@ -89,7 +94,7 @@ def tflm_objects(tflm: Path, cache: Path) -> list[Path]:
             return
         o.parent.mkdir(parents=True, exist_ok=True)
         cc = ["arm-none-eabi-g++", *CXXFLAGS] if f.suffix == ".cpp" else ["arm-none-eabi-gcc", "-std=c99"]
-        _run([*cc, *flags, "-c", str(f), "-o", str(o)])
+        run_tool([*cc, *flags, "-c", str(f), "-o", str(o)])
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(build, range(len(files))))
@@ -107,11 +112,11 @@ def measure(build: Path, tflm: Path | None, data_dir: str | None = None) -> dict
         common = [gen / "ee_model_data.c"]
         images = {}
         base = _main(work, "base", "native_runner.h", "eefw_native_run_slice", 0, False)
-        _run(["arm-none-eabi-gcc", *cflags, str(base), *map(str, common), *LINK, "-o", str(work / "base.elf")])
+        run_tool(["arm-none-eabi-gcc", *cflags, str(base), *map(str, common), *LINK, "-o", str(work / "base.elf")])
         images["baseline"] = _size(work / "base.elf")
         nat = _main(work, "native", "native_runner.h", "eefw_native_run_slice", 1, False)
         srcs = [nat, *common, *native_srcs]
-        _run(["arm-none-eabi-gcc", *cflags, *map(str, srcs), *LINK, "-o", str(work / "n.elf")])
+        run_tool(["arm-none-eabi-gcc", *cflags, *map(str, srcs), *LINK, "-o", str(work / "n.elf")])
         images["native"] = _size(work / "n.elf")
         result = {"model": manifest["model"]["name"], "device_slices": manifest["device_slices"]}
         if tflm is not None:
@@ -120,7 +125,7 @@ def measure(build: Path, tflm: Path | None, data_dir: str | None = None) -> dict
             cmd = [sys.executable, "-m", "converter", "build", "--board", manifest["board"], "--out", str(tflm_build)]
             cmd += ["--model", manifest["model"]["name"]]
             cmd += ["--data-dir", data_dir, "--eval-samples", "200"] if data_dir else []
-            _run(cmd, cwd=ROOT)
+            run_tool(cmd, cwd=ROOT)
             tgen = tflm_build / "firmware"
             cxx = [*COMMON, *CXXFLAGS, "-DARDUINO", "-DARDUINO_EXCLUDE_CODE", f"-I{tgen}", f"-isystem{tflm / 'src'}"]
             cxx += [f"-I{FW / d}" for d in ("src", "lib/eecore", "lib/eeproto")]
@@ -128,7 +133,7 @@ def measure(build: Path, tflm: Path | None, data_dir: str | None = None) -> dict
             srcs = [main, FW / "src/tflm_runner.cpp", FW / "src/tflm_mean.cpp", tgen / "ee_model_data.cc"]
             # newlib's stdio, which TFLM pulls in, needs system-call stubs: nosys (they are counted).
             link = [*LINK, "--specs=nosys.specs"]
-            _run(["arm-none-eabi-g++", *cxx, *map(str, srcs), *map(str, objs), *link, "-o", str(work / "t.elf")])
+            run_tool(["arm-none-eabi-g++", *cxx, *map(str, srcs), *map(str, objs), *link, "-o", str(work / "t.elf")])
             images["tflm"] = _size(work / "t.elf")
             result["tflm_arena_bytes"] = json.loads((tflm_build / "manifest.json").read_text())["fit"]["arena_bytes"]
     base = images["baseline"]

@@ -23,39 +23,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.native_size import ARCH, CXXFLAGS, _run, tflm_objects  # noqa: E402
+from benchmarks.native_size import CXXFLAGS, TFLM_SUPPORT, run_tool, tflm_objects  # noqa: E402
 from converter import native_check, verify  # noqa: E402
 from converter.build import BuildOptions, run  # noqa: E402
 from earlyexit import checkpoint, data  # noqa: E402
 
 FW = ROOT / "firmware"
-FLAGS = [*ARCH, "-O2", "-ffunction-sections", "-fdata-sections", "-DARDUINO", "-DARDUINO_EXCLUDE_CODE"]
-LINK = [*ARCH, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections"]
-# TFLM's static objects register destructors (__dso_handle); its DebugLog goes nowhere, as on the board;
-# no heap (the linker script has none: newlib's stdio, pulled in by TFLM, gets no memory from it).
-SUPPORT = """extern "C" void DebugLog(const char *s) { (void)s; }
-void *__dso_handle = 0;
-extern "C" void *_sbrk(int) { return reinterpret_cast<void *>(-1); }
-"""
+FLAGS = [*native_check.ARM_ARCH, "-O2", "-ffunction-sections", "-fdata-sections", "-DARDUINO", "-DARDUINO_EXCLUDE_CODE"]
+# No heap (the linker script has none): newlib's stdio, which TFLM pulls in, gets no memory from sbrk.
+SUPPORT = TFLM_SUPPORT + 'extern "C" void *_sbrk(int) { return reinterpret_cast<void *>(-1); }\n'
 
 
 def compile_qemu(build: Path, tflm: Path, work: Path) -> Path:
     """The check driver with the firmware's TFLM seam for QEMU's mps2-an386."""
-    gen, qemu, test = build / "firmware", FW / "qemu", FW / "lib/eenative/test"
+    gen = build / "firmware"
     inc = [f"-I{gen}", *(f"-I{FW / d}" for d in ("src", "lib/eecore", "lib/eeproto", "qemu"))]
     c = ["arm-none-eabi-gcc", *FLAGS, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-DEEN_CHECK_TFLM", *inc]
     objs = []
-    for src in (test / "een_check.c", test / "een_io_qemu.c", qemu / "startup.c", qemu / "board.c"):
+    for src in native_check.QEMU_DRIVER_SOURCES:
         objs.append(work / f"{src.stem}.o")
-        _run([*c, "-c", str(src), "-o", str(objs[-1])])
+        run_tool([*c, "-c", str(src), "-o", str(objs[-1])])
     (work / "support.cpp").write_text(SUPPORT)
     cxx = ["arm-none-eabi-g++", *FLAGS, *CXXFLAGS, "-Wall", "-Wextra", "-Werror", f"-isystem{tflm / 'src'}", *inc]
     for src in (FW / "src/tflm_runner.cpp", FW / "src/tflm_mean.cpp", gen / "ee_model_data.cc", work / "support.cpp"):
         objs.append(work / f"{src.stem}.o")
-        _run([*cxx, "-c", str(src), "-o", str(objs[-1])])
+        run_tool([*cxx, "-c", str(src), "-o", str(objs[-1])])
     elf = work / "tflm_check.elf"
     lib = tflm_objects(tflm, ROOT / "build/tflm-cortex-m4")
-    _run(["arm-none-eabi-g++", *map(str, objs), *map(str, lib), *LINK, f"-T{qemu / 'mps2_an386.ld'}", "-o", str(elf)])
+    link = [*native_check.ARM_ARCH, *native_check.QEMU_LINK, "--specs=nosys.specs"]
+    run_tool(["arm-none-eabi-g++", *map(str, objs), *map(str, lib), *link, "-o", str(elf)])
     return elf
 
 

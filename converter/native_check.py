@@ -155,18 +155,23 @@ ARM_ARCH = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16
 QEMU = "qemu-system-arm"
 
 
+# The check driver on QEMU's mps2-an386: its sources (with firmware/qemu's startup code) and link flags.
+QEMU_DRIVER_SOURCES = tuple(
+    FIRMWARE / f
+    for f in ("lib/eenative/test/een_check.c", "lib/eenative/test/een_io_qemu.c", "qemu/startup.c", "qemu/board.c")
+)
+QEMU_LINK = ("-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", f"-T{FIRMWARE / 'qemu' / 'mps2_an386.ld'}")
+
+
 def compile_qemu(build_dir: Path, elf: Path, simd: bool, profile: bool = False) -> Path:
     """Build the check driver for QEMU's mps2-an386 (Cortex-M4F) with firmware/qemu's startup code."""
     srcs, incs = sources(build_dir)
-    test = FIRMWARE / "lib/eenative/test"
-    qemu = FIRMWARE / "qemu"
-    flags = [*ARM_ARCH, *CFLAGS, "-ffunction-sections", "-fdata-sections", f"-I{qemu}"]
+    flags = [*ARM_ARCH, *CFLAGS, "-ffunction-sections", "-fdata-sections", f"-I{FIRMWARE / 'qemu'}"]
     flags += ["-DEENATIVE_SIMD"] if simd else []
-    flags += ["-DEEN_PROFILE", "-include", str(test / "een_profile.h")] if profile else []
-    link = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", f"-T{qemu / 'mps2_an386.ld'}"]
-    files = [*srcs, str(test / "een_check.c"), str(test / "een_io_qemu.c"), str(qemu / "startup.c")]
-    files.append(str(qemu / "board.c"))
-    subprocess.run([ARM_CC, *flags, *incs, *files, *link, "-o", str(elf)], check=True, capture_output=True, text=True)
+    flags += ["-DEEN_PROFILE", "-include", str(FIRMWARE / "lib/eenative/test/een_profile.h")] if profile else []
+    files = [*srcs, *map(str, QEMU_DRIVER_SOURCES)]
+    cmd = [ARM_CC, *flags, *incs, *files, *QEMU_LINK, "-o", str(elf)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
     return elf
 
 
