@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 4's targets on the cifar10 model (nano33 + edge-pc, default link); numbers in docs/policy.md.
 #   benchmarks/policy_cifar10.sh traces | train B | size | compare
-# traces: both splits' exit traces (a forward pass over 60k images, cached under build/cache/traces);
+# traces: the exit traces policies learn from (the training hold-out) and the test split's, cached under build/cache/traces;
 # train B: DQN (timed: the 10,000-episode target) and tabular at beta B, exported with the
 #          benchmark build's logit scales (build/bench-cifar10), agreement with the float policy;
 # size: the trained files exported for build/bench-cifar10 and its threshold policy, compiled for the
@@ -19,11 +19,11 @@ case "${1:-}" in
     $PY -c "
 from pathlib import Path
 from earlyexit import checkpoint
-from policy.commands import calibrated_betas, traces_for
+from policy.commands import LEARN_SPLIT, calibrated_betas, traces_for
 ckpt = checkpoint.load('cifar10')
-train = traces_for(ckpt, 'train', '$DATA', Path('build/cache'))
+fit = traces_for(ckpt, LEARN_SPLIT, '$DATA', Path('build/cache'))
 traces_for(ckpt, 'test', '$DATA', Path('build/cache'))
-print('calibrated betas:', calibrated_betas(train))"
+print('calibrated betas:', calibrated_betas(fit))"
     ;;
   train)
     for learner in dqn tabular; do

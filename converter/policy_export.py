@@ -52,7 +52,7 @@ class Features:
     logit_scales: tuple[float, ...]  # per exit (int8 logits)
     scale_q16: tuple[int, ...]  # round(2^16 * scale) per exit
     entropy_mul: int  # round(4096 / ln C): Q16 nats -> Q12 normalized entropy (after >> 16)
-    energy_mul: int  # Q12 << 24 per uJ: 1 / (energy unit x exits)
+    energy_mul: int  # Q12 << 24 per uJ: 1 / energy unit
     time_mul: int  # Q12 << 24 per us: 1 / training deadline
     bandwidth_mul: int  # Q12 << 24 per bit/s: 1 / nominal
     nominal_bps: int  # the device link's nominal bandwidth (the board profile)
@@ -76,7 +76,7 @@ class Features:
             tuple(float(s) for s in logit_scales),
             tuple(round(s * 65536) for s in logit_scales),
             round(Q / math.log(num_classes)),
-            round(Q * MUL_ONE / (energy_unit_uj * e)),
+            round(Q * MUL_ONE / energy_unit_uj),
             round(Q * MUL_ONE / deadline_us),
             round(Q * MUL_ONE / nominal_bps),
             round(nominal_bps),

@@ -80,9 +80,8 @@ class CostModel:
 
     @property
     def energy_unit_mj(self) -> float:
-        """Mean device energy of one device slice: the unit of energy in rewards."""
-        d = max(1, self.device_slices)
-        return sum(self.compute_energy_mj(k, 0) for k in range(d)) / d
+        """Device energy of one all-local inference (every device slice once): the unit of energy in rewards."""
+        return sum(self.compute_energy_mj(k, 0) for k in range(max(1, self.device_slices)))
 
 
 def _tier_chain(device: boards.Board, with_cloud: bool) -> tuple[boards.Board, ...]:

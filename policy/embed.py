@@ -2,10 +2,10 @@
 
 ``FILE`` (written by ``policy train --out``) is exported as it is. ``dqn`` or ``tabular``
 without a file learns one first, as ``policy train`` would with ``--offload-at-split``: on the
-model's train-split traces (cached under the build cache), 10,000 episodes (``--policy-episodes``), seed 0, the build's
-own placement and board costs, a random-walk bandwidth around the link's nominal figure, a
-deadline of 1.5 x the all-local device time, and ``beta`` (default: the calibrated beta between
-the last two device exits, seed eq. 4.1).
+traces of the model's training hold-out (cached under the build cache), 10,000 episodes
+(``--policy-episodes``), seed 0, the build's own placement and board costs, a random-walk
+bandwidth around the link's nominal figure, a deadline of 1.5 x the all-local device time, and
+``beta`` (default: the calibrated beta between the last two device exits, seed eq. 4.1).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def default_beta(calibration: list[tuple[int, int, float]], device_slices: int) 
     """The calibrated beta between the last two device exits, else the first calibrated one."""
     if not calibration:
         raise ValueError(
-            "the train traces give no calibrated beta (no exit improves on the one before); pass --policy-beta"
+            "the hold-out traces give no calibrated beta (no exit improves on the one before); pass --policy-beta"
         )
     return next((b for i, j, b in calibration if j == device_slices), calibration[0][2])
 
@@ -61,23 +61,23 @@ def learned(
                 "`python -m converter policy train ... --out FILE`"
             )
         return Embedded(export.export_file(path, costs, scales, classes), {"source": str(path)})
-    train = commands.traces_for(ckpt, "train", data_dir, cache)
-    beta = beta if beta is not None else default_beta(commands.calibrated_betas(train), costs.device_slices)
+    fit = commands.traces_for(ckpt, commands.LEARN_SPLIT, data_dir, cache)
+    beta = beta if beta is not None else default_beta(commands.calibrated_betas(fit), costs.device_slices)
     local_s = sum(costs.compute_seconds(k, 0) for k in range(costs.device_slices))
     cfg = EnvConfig(beta=beta, deadline_s=1.5 * local_s, offload_at_split=True)
     nominal = costs.tiers[0].links[0].bandwidth_bps
-    env = TraceEnv(train, costs, cfg, Bandwidth("walk", nominal, seed=0), seed=0)
+    env = TraceEnv(fit, costs, cfg, Bandwidth("walk", nominal, seed=0), seed=0)
     if choice == "dqn":
         policy = dqn.train(env, dqn.DQNConfig(episodes=episodes))[0]
     else:
         policy = tabular.train(env, tabular.TabularConfig(episodes=episodes))
     exported = export.export_learned(policy, env, scales, classes)
     check = TraceEnv(
-        train, costs, cfg, Bandwidth("walk", nominal, seed=1), order=np.arange(min(len(train.label), AGREEMENT_SAMPLES))
+        fit, costs, cfg, Bandwidth("walk", nominal, seed=1), order=np.arange(min(len(fit.label), AGREEMENT_SAMPLES))
     )
     same, steps, _ = export.agreement(check, policy, exported, scales)
     summary = {
-        "source": f"trained: {choice}, beta {beta:.6g}, {episodes} episodes on {train.dataset}/{train.split}",
+        "source": f"trained: {choice}, beta {beta:.6g}, {episodes} episodes on {fit.dataset}/{fit.split}",
         "beta": beta,
         "agreement": round(same / steps, 6),
     }

@@ -23,6 +23,9 @@ from policy.costs import CostModel
 STAY, EXIT, OFFLOAD = 0, 1, 2
 ACTIONS = ("stay", "exit", "offload")
 SUMMARY = 3  # max probability, margin, normalized entropy
+# Policy files record it; raised whenever a feature of the observation changes meaning
+# (2: energy counted in all-local inferences, no longer in slices per exit).
+OBSERVATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class TraceEnv(gym.Env):
         tier = np.zeros(len(c.tiers), np.float32)
         tier[s.tier] = 1.0
         rest = [
-            s.energy_mj / c.energy_unit_mj / max(1, c.num_exits),
+            s.energy_mj / c.energy_unit_mj,
             s.time_s / cfg.deadline_s,
             s.bandwidth_bps / c.tiers[0].links[0].bandwidth_bps,
             1.0 - self.finish_time(s) / cfg.deadline_s,

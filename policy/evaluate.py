@@ -9,8 +9,8 @@ import numpy as np
 from policy.env import TraceEnv
 
 
-def evaluate(env: TraceEnv, policy: Callable[[TraceEnv], int]) -> dict:
-    """Metrics over ``env.order`` (each sample once, in order); the bandwidth process restarts."""
+def episodes(env: TraceEnv, policy: Callable[[TraceEnv], int]) -> dict[str, np.ndarray]:
+    """Per-sample outcomes over ``env.order`` (each sample once, in order); the bandwidth process restarts."""
     env.cursor = 0
     env.bandwidth.restart()
     finals = []
@@ -21,7 +21,11 @@ def evaluate(env: TraceEnv, policy: Callable[[TraceEnv], int]) -> dict:
             if done:
                 finals.append(info["final"])
                 break
-    f = {key: np.array([x[key] for x in finals], dtype=float) for key in finals[0]}
+    return {key: np.array([x[key] for x in finals], dtype=float) for key in finals[0]}
+
+
+def summarize(f: dict[str, np.ndarray]) -> dict:
+    """The metrics of ``episodes``' outcomes."""
     return {
         "mean_reward": float(f["reward"].mean()),
         "accuracy": float(f["correct"].mean()),
@@ -32,3 +36,8 @@ def evaluate(env: TraceEnv, policy: Callable[[TraceEnv], int]) -> dict:
         "bytes_sent": float(f["bytes_sent"].mean()),
         "mean_exit_depth": float(f["exit"].mean()),
     }
+
+
+def evaluate(env: TraceEnv, policy: Callable[[TraceEnv], int]) -> dict:
+    """Metrics over ``env.order`` (each sample once, in order); the bandwidth process restarts."""
+    return summarize(episodes(env, policy))

@@ -24,7 +24,7 @@ from converter.policy_export import Features, Layer, LearnedPolicy, Limits
 from converter.threshold import NO_BUDGET, DeviceState
 from policy.costs import CostModel, offload_frame_bytes
 from policy.dqn import DQNPolicy
-from policy.env import STAY, EnvConfig, State, TraceEnv
+from policy.env import OBSERVATION_VERSION, STAY, EnvConfig, State, TraceEnv
 from policy.tabular import TabularPolicy
 
 
@@ -174,6 +174,7 @@ def save_learned(policy: DQNPolicy | TabularPolicy, env: TraceEnv, path: Path) -
         "features": cfg.features,
         "offload_at_split": cfg.offload_at_split,
         "obs_size": env.obs_size,
+        "observation": OBSERVATION_VERSION,
     }
     if isinstance(policy, TabularPolicy):
         with Path(path).open("wb") as f:  # exactly ``path`` (np.savez would append .npz)
@@ -198,6 +199,11 @@ def export_file(path: Path, costs: CostModel, scales: list[float], num_classes: 
         raise ValueError(
             f"{path}: not a policy file ({err}); write one with `python -m converter policy train ... --out FILE`"
         ) from None
+    if settings.get("observation") != OBSERVATION_VERSION:
+        raise ValueError(
+            f"{path}: learned on observations of another version ({settings.get('observation', 1)}, this one reads"
+            f" {OBSERVATION_VERSION}); retrain it with `python -m converter policy train ... --out FILE`"
+        )
     cfg = EnvConfig(
         beta=settings["beta"],
         deadline_s=settings["deadline_s"],

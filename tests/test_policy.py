@@ -1,9 +1,12 @@
 """The decision process and the policies on hand-made traces."""
 
+import json
+
 import numpy as np
 import pytest
 
 from converter import boards
+from converter.__main__ import main
 from earlyexit.traces import Traces
 from policy import baselines, dqn, tabular
 from policy.bandwidth import Bandwidth
@@ -154,3 +157,22 @@ def test_bandwidth_processes(tmp_path):
     (tmp_path / "bad.txt").write_text("fast\n")
     with pytest.raises(ValueError, match="bad.txt"):
         Bandwidth("trace", 1e6, trace=tmp_path / "bad.txt")
+
+
+def test_compare_writes_every_policy_target_and_calibration(tmp_path, capsys):
+    out = tmp_path / "compare.json"
+    args = ["policy", "compare", "--model", "fashion-mnist", "--board", "nano33", "--episodes", "300"]
+    assert main([*args, "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    betas = [c["beta"] for c in result["calibration"]]
+    assert betas and {r["beta"] for r in result["policies"]} == set(betas)
+    names = {"threshold", "fixed-split", "always-local", "offload-first", "dqn", "tabular", "oracle"}
+    for beta in betas:
+        rows = {r["name"]: r for r in result["policies"] if r["beta"] == beta}
+        assert set(rows) == names
+        assert all(r["mean_reward"] <= rows["oracle"]["mean_reward"] + 1e-9 for r in rows.values())
+    for t in result["targets"]:
+        lo, hi = t["dqn_minus_best_baseline_ci95"]
+        assert lo <= t["dqn_minus_best_baseline"] <= hi
+    assert all(1.0 <= c["dqn_mean_exit_depth"] <= 4.0 for c in result["calibration"])
+    assert out.with_suffix(".png").stat().st_size > 0 and "gap closed" in capsys.readouterr().out

@@ -180,6 +180,14 @@ def test_policy_files_round_trip(learned, tmp_path):
     (tmp_path / "bad.policy").write_text("nonsense")
     with pytest.raises(ValueError, match="bad.policy: not a policy file"):
         export.export_file(tmp_path / "bad.policy", train_env.costs, SCALES, 4)
+    with np.load(tmp_path / "tabular.policy") as f:
+        old = {k: f[k] for k in f.files}
+    settings = json.loads(str(old["settings"]))
+    del settings["observation"]  # as written before the observation had a version
+    with (tmp_path / "old.policy").open("wb") as f:
+        np.savez(f, **{**old, "settings": json.dumps(settings)})
+    with pytest.raises(ValueError, match=r"old.policy: learned on observations of another version \(1, .* retrain"):
+        export.export_file(tmp_path / "old.policy", train_env.costs, SCALES, 4)
 
 
 def _sizes(source: str, tmp: Path, name: str) -> tuple[int, int, int]:
