@@ -7,7 +7,9 @@
 # size: the trained files exported for build/bench-cifar10 and its threshold policy, compiled for the
 #       Cortex-M4F (arm-none-eabi-gcc -Os): flash (text), data + bss, stack per function;
 # compare: every policy at the calibrated betas, calibration rows, JSON + Pareto PNG;
-# seeds: DQN with seeds 0, 1 and 2 at each calibrated beta (the environments of compare), two at a time.
+# seeds: DQN with seeds 0, 1 and 2 at each calibrated beta (the environments of compare), two at a time;
+# headroom: what answering at exit 1 above a confidence t (otherwise fixed-split) gains over fixed-split,
+#           per calibrated beta and t, on the hold-out and the test split: the room a learner has.
 # Heavy: run each step alone, under `flock /work/notes/cpu.lock` where CPUs are shared.
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg}
@@ -67,8 +69,31 @@ for kind in ('dqn', 'tabular'):
         --learner dqn --beta "$2" --seed "$3" --out "build/policy/seeds/dqn-$2-$3.policy" 2>/dev/null |
         grep "^trained" | sed "s/^/seed $3: /"' "$PY" "$DATA" | sort -t' ' -k6,6g -k2,2n | tee $OUT/policy_dqn_seeds_cifar10.txt
     ;;
+  headroom)
+    $PY -c "
+import argparse
+from pathlib import Path
+from policy import baselines, commands
+from policy.env import EXIT
+from policy.evaluate import episodes, evaluate
+args = argparse.Namespace(model='cifar10', data_dir='$DATA', board='nano33', bundle=None, cloud=False,
+    cache_dir=Path('build/cache'), deadline_ms=None, energy_budget_mj=float('inf'), bandwidth='walk',
+    bandwidth_bps=None, bandwidth_trace=None, features='summary', seed=0)
+_, model, fit, test, deadline, bps = commands._setup(args)
+for _, _, beta in commands.calibrated_betas(fit):
+    _, tune, held = commands._envs(args, model, fit, test, deadline, bps, beta)
+    split = baselines.fixed_split(baselines.tune_split(tune, evaluate))
+    base = {env: episodes(env, split)['reward'] for env in (tune, held)}
+    for t in (0.8, 0.9, 0.95, 0.98, 0.99):
+        def early(env, t=t):
+            s = env.state
+            return EXIT if s.tier == 0 and s.exit == 0 and env.traces.probs[s.sample, 0].max() >= t else split(env)
+        gain = [episodes(env, early)['reward'] - base[env] for env in (tune, held)]
+        print(f'beta {beta:.3g} t {t}: minus fixed-split: hold-out {gain[0].mean():+.5f} ({(gain[0] != 0).sum()} differ),'
+              f' test {gain[1].mean():+.5f} ({(gain[1] != 0).sum()} differ)')" | tee $OUT/policy_headroom_cifar10.txt
+    ;;
   *)
-    echo "usage: $0 traces | train BETA | size | compare | seeds" >&2
+    echo "usage: $0 traces | train BETA | size | compare | seeds | headroom" >&2
     exit 2
     ;;
 esac
