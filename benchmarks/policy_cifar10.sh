@@ -72,13 +72,12 @@ for kind in ('dqn', 'tabular'):
   headroom)
     $PY -c "
 import argparse
-from pathlib import Path
 from policy import baselines, commands
 from policy.env import EXIT
 from policy.evaluate import episodes, evaluate
-args = argparse.Namespace(model='cifar10', data_dir='$DATA', board='nano33', bundle=None, cloud=False,
-    cache_dir=Path('build/cache'), deadline_ms=None, energy_budget_mj=float('inf'), bandwidth='walk',
-    bandwidth_bps=None, bandwidth_trace=None, features='summary', seed=0)
+parser = argparse.ArgumentParser()
+commands.add_parser(parser.add_subparsers())  # compare's defaults: its environments, seed 0
+args = parser.parse_args(['policy', 'compare', '--model', 'cifar10', '--data-dir', '$DATA', '--board', 'nano33', '--json', '/dev/null'])
 _, model, fit, test, deadline, bps = commands._setup(args)
 for _, _, beta in commands.calibrated_betas(fit):
     _, tune, held = commands._envs(args, model, fit, test, deadline, bps, beta)

@@ -79,6 +79,11 @@ def calibrated_betas(fit: traces.Traces) -> list[tuple[int, int, float]]:
     return [(k + 1, k + 2, float(1.0 / (loss[k] - loss[k + 1]))) for k in range(len(loss) - 1) if loss[k] > loss[k + 1]]
 
 
+def default_deadline_s(model: costs.CostModel) -> float:
+    """1.5 x the device time of one all-local inference (every device slice once; slice 1 if none is placed)."""
+    return 1.5 * sum(model.compute_seconds(k, 0) for k in range(max(1, model.device_slices)))
+
+
 def _setup(args: argparse.Namespace):
     ckpt = checkpoint.load(args.model)
     if args.bundle:
@@ -94,8 +99,7 @@ def _setup(args: argparse.Namespace):
         else costs.from_checkpoint(ckpt, args.board, args.cloud)
     )
     fit, test = (traces_for(ckpt, s, args.data_dir, args.cache_dir) for s in (LEARN_SPLIT, "test"))
-    local_s = sum(model.compute_seconds(k, 0) for k in range(max(1, model.device_slices)))
-    deadline = args.deadline_ms / 1e3 if args.deadline_ms else 1.5 * local_s
+    deadline = args.deadline_ms / 1e3 if args.deadline_ms else default_deadline_s(model)
     bps = args.bandwidth_bps or model.tiers[0].links[0].bandwidth_bps
     return ckpt, model, fit, test, deadline, bps
 

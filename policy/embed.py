@@ -63,8 +63,7 @@ def learned(
         return Embedded(export.export_file(path, costs, scales, classes), {"source": str(path)})
     fit = commands.traces_for(ckpt, commands.LEARN_SPLIT, data_dir, cache)
     beta = beta if beta is not None else default_beta(commands.calibrated_betas(fit), costs.device_slices)
-    local_s = sum(costs.compute_seconds(k, 0) for k in range(costs.device_slices))
-    cfg = EnvConfig(beta=beta, deadline_s=1.5 * local_s, offload_at_split=True)
+    cfg = EnvConfig(beta=beta, deadline_s=commands.default_deadline_s(costs), offload_at_split=True)
     nominal = costs.tiers[0].links[0].bandwidth_bps
     env = TraceEnv(fit, costs, cfg, Bandwidth("walk", nominal, seed=0), seed=0)
     if choice == "dqn":
