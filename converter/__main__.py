@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from converter.boards import BoardError, available
+from contracts.boards import BoardError, available
 from converter.build import BuildOptions, run
 from converter.errors import ConvertError
 from earlyexit.checkpoint import CheckpointError

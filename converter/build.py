@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import boards, codegen, native, policy_export, report, verify
+from contracts import boards
+from contracts.placement import Fit, SliceNeeds, place
+from converter import codegen, native, report, verify
 from converter.errors import ConvertError
-from converter.placement import Fit, SliceNeeds, place
 from converter.slicing import IntSlice, convert
-from converter.threshold import ThresholdPolicy
 from earlyexit import checkpoint, data, traces
 from earlyexit.profile import exit_costs
+from policy import intpolicy
+from policy.threshold import ThresholdPolicy
 
 MANIFEST_VERSION = 1
 CALIBRATION_SAMPLES = 200
@@ -268,7 +270,7 @@ def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d
         opts.policy_beta,
         opts.policy_episodes,
     )
-    policy_export.save(chosen.policy, out / "device" / "policy.json")
+    intpolicy.save(chosen.policy, out / "device" / "policy.json")
     return chosen.policy, {"kind": chosen.policy.kind, "device": "device/policy.json", **chosen.summary}
 
 

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import boards, policy_export, verify
+from contracts import boards
+from contracts.protocol import Tier
+from converter import verify
 from converter.flatbuf import TensorInfo
 from converter.intslice import IntSlice
-from converter.policy_export import LearnedPolicy
-from converter.threshold import ThresholdPolicy
-from host.protocol import Tier
+from policy import intpolicy
+from policy.intpolicy import LearnedPolicy
+from policy.threshold import ThresholdPolicy
 
 MANIFEST_VERSION = 1
 REBUILD = "rebuild it with `python -m converter build --board BOARD --out DIR`"
@@ -78,7 +80,7 @@ class Bundle:
         if file is None:
             return self.policy(self.device_slices)
         try:
-            return policy_export.load(self.root / file)
+            return intpolicy.load(self.root / file)
         except ValueError as err:
             raise BundleError(f"{err}; {REBUILD}") from None
 

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.protocol import MsgType, Tier
 from earlyexit import data
 from host import offline, qemu
 from host.bundle import Bundle
 from host.cloud import CloudServer
 from host.link import open_serial
-from host.protocol import MsgType, Tier
 from host.relay import DAMAGE, UP, Relay
 from host.simulator import DEFAULT_DEADLINE_MS, Simulator
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from contracts.protocol import Offload, Result, Tier
 from converter import verify
-from converter.threshold import EXIT
 from host.bundle import Bundle
-from host.protocol import Offload, Result, Tier
+from policy.threshold import EXIT
 
 if TYPE_CHECKING:
     from host.cloud import CloudClient

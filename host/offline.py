@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contracts.protocol import Tier
 from converter import verify
-from converter.threshold import EXIT
 from host.bundle import Bundle
-from host.protocol import Tier
 from host.simulator import DEFAULT_DEADLINE_MS, DeviceClock
+from policy.threshold import EXIT
 
 
 @dataclass(frozen=True)

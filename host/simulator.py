@@ -25,12 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from converter import boards, verify
-from converter.threshold import EXIT, DeviceState
-from host.bundle import Bundle
-from host.edge import split_outputs
-from host.link import READ_TIMEOUT_S, Link
-from host.protocol import (
+from contracts import boards
+from contracts.protocol import (
     Drop,
     Error,
     ErrorCode,
@@ -47,6 +43,11 @@ from host.protocol import (
     Tier,
     frame_bytes,
 )
+from converter import verify
+from host.bundle import Bundle
+from host.edge import split_outputs
+from host.link import READ_TIMEOUT_S, Link
+from policy.threshold import EXIT, DeviceState
 
 log = logging.getLogger("host.simulator")
 

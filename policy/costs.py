@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from converter import boards
-from converter.placement import SliceNeeds, place
+from contracts import boards
+from contracts.placement import SliceNeeds, place
+from contracts.protocol import RESULT_FRAME_BYTES, Offload
 from earlyexit.checkpoint import Checkpoint
 from earlyexit.profile import exit_costs
-from host.protocol import RESULT_FRAME_BYTES, Offload
 
 TIERS = ("device", "edge", "cloud")
 

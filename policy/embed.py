@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.policy_export import LearnedPolicy
 from earlyexit import checkpoint
 from policy import commands, dqn, export, tabular
 from policy.bandwidth import Bandwidth
 from policy.costs import CostModel
 from policy.env import EnvConfig, TraceEnv
+from policy.intpolicy import LearnedPolicy
 
 EPISODES = 10_000
 AGREEMENT_SAMPLES = 5000

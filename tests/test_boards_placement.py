@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import boards
+from contracts import boards
+from contracts.placement import SliceNeeds, core_ram_bytes, fit, place
 from converter.errors import ConvertError
-from converter.placement import SliceNeeds, core_ram_bytes, fit, place
-from converter.threshold import EXIT, OFFLOAD, STAY, ThresholdPolicy
+from policy.threshold import EXIT, OFFLOAD, STAY, ThresholdPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 

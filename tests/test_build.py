@@ -11,10 +11,10 @@ from converter import verify
 from converter.__main__ import main
 from converter.build import BuildOptions, run
 from converter.slicing import convert
-from converter.threshold import ThresholdPolicy
 from earlyexit import checkpoint, data
 from earlyexit.model import EarlyExitNet
 from earlyexit.train import config_for, train
+from policy.threshold import ThresholdPolicy
 
 SLICE_KEYS = {
     "index",

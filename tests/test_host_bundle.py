@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from contracts.protocol import Tier
 from converter import verify
 from converter.build import BuildOptions, run
 from earlyexit import checkpoint, data, traces
@@ -22,7 +23,6 @@ from earlyexit.model import EarlyExitNet
 from earlyexit.train import config_for, train
 from host import bundle as bundles
 from host import offline
-from host.protocol import Tier
 
 _BUILT: dict[Path, Path] = {}
 

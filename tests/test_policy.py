@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from converter import boards
+from contracts import boards
 from converter.__main__ import main
 from earlyexit.traces import Traces
 from policy import baselines, dqn, tabular

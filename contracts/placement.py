@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from converter.boards import Board
+from contracts.boards import Board
+from contracts.protocol import frame_bytes
 from converter.errors import ConvertError
-from host.protocol import frame_bytes
 
 # Mirrors of eecore.h constants (tests compare core_ram_bytes with the compiled sizeof).
 _OFFLOAD_HEAD = 2 + 2 * 8 + 4 + 1 + 12  # exit, rank, dims up to rank 8, scale, zero point, 3 x u32
