@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from contracts.boards import Board
 from contracts.protocol import frame_bytes
-from converter.errors import ConvertError
 
 # Mirrors of eecore.h constants (tests compare core_ram_bytes with the compiled sizeof).
 _OFFLOAD_HEAD = 2 + 2 * 8 + 4 + 1 + 12  # exit, rank, dims up to rank 8, scale, zero point, 3 x u32
@@ -22,6 +21,10 @@ _INFER_HEAD = 6  # request id, h, w, c
 # eec_ctx's fixed members (callbacks, config, counters, reader and request state): measured on x86-64,
 # an upper bound for 32-bit targets.
 CORE_STATE_BYTES = 192
+
+
+class PlacementError(ValueError):
+    """The board is no device, or the slices forced onto it do not fit; the message says what to change."""
 
 
 def core_ram_bytes(input_bytes: int, max_trunk_bytes: int, num_classes: int, device_slices: int) -> int:
@@ -74,13 +77,13 @@ def fit(needs: list[SliceNeeds], board: Board, device_slices: int) -> Fit:
 def place(needs: list[SliceNeeds], board: Board, forced: int | None = None) -> Fit:
     """The longest fitting prefix, or exactly ``forced`` slices (error if they do not fit)."""
     if board.tier != "device":
-        raise ConvertError(f"board {board.name!r} is a {board.tier} profile; build for a device board")
+        raise PlacementError(f"board {board.name!r} is a {board.tier} profile; build for a device board")
     if forced is not None:
         if not 0 <= forced <= len(needs):
-            raise ConvertError(f"--device-slices {forced}: the model has {len(needs)} slices (0..{len(needs)})")
+            raise PlacementError(f"--device-slices {forced}: the model has {len(needs)} slices (0..{len(needs)})")
         result = fit(needs, board, forced)
         if not result.ok:
-            raise ConvertError(_shortfall(needs, board, forced))
+            raise PlacementError(_shortfall(needs, board, forced))
         return result
     best = fit(needs, board, 0)
     for d in range(1, len(needs) + 1):

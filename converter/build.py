@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import boards
-from contracts.placement import Fit, SliceNeeds, place
+from contracts.placement import Fit, PlacementError, SliceNeeds, place
 from converter import codegen, native, report, verify
 from converter.errors import ConvertError
 from converter.slicing import IntSlice, convert
@@ -109,7 +109,10 @@ def run(opts: BuildOptions, say=print) -> dict:
         )
         for s, a in zip(slices, check["arena"])
     ]
-    fit = place(needs, board, opts.device_slices)
+    try:
+        fit = place(needs, board, opts.device_slices)
+    except PlacementError as err:
+        raise ConvertError(str(err)) from None
     step("writing firmware sources, edge bundle, manifest and report")
     out = opts.out or Path("build") / board.name
     manifest = _write(out, ckpt, board, edge, slices, check, fit, opts)

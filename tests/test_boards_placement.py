@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from contracts import boards
-from contracts.placement import SliceNeeds, core_ram_bytes, fit, place
-from converter.errors import ConvertError
+from contracts.placement import PlacementError, SliceNeeds, core_ram_bytes, fit, place
 from policy.threshold import EXIT, OFFLOAD, STAY, ThresholdPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,14 +94,14 @@ def test_place_takes_the_longest_prefix_that_fits():
 
 
 def test_forced_placement_that_does_not_fit_says_by_how_much_and_where():
-    with pytest.raises(ConvertError) as err:
+    with pytest.raises(PlacementError) as err:
         place(NEEDS, boards.load("nano33"), forced=3)
     message = str(err.value)
     assert "flash short by 121,760 bytes" in message and "Slice 3 is the first" in message
     assert "RAM" not in message
-    with pytest.raises(ConvertError, match="0..4"):
+    with pytest.raises(PlacementError, match="0..4"):
         place(NEEDS, boards.load("nano33"), forced=7)
-    with pytest.raises(ConvertError, match="device board"):
+    with pytest.raises(PlacementError, match="device board"):
         place(NEEDS, boards.load("edge-pc"))
 
 
