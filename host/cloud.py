@@ -14,8 +14,8 @@ import time
 
 from contracts.protocol import Error, ErrorCode, Offload, Ping, Pong, Result, Tier
 from host.bundle import Bundle
-from host.edge import TierRunner
 from host.link import Link, SocketStream, connect_tcp
+from host.tier import TierRunner
 
 log = logging.getLogger("host.cloud")
 

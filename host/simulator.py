@@ -45,8 +45,8 @@ from contracts.protocol import (
 )
 from converter import verify
 from host.bundle import Bundle
-from host.edge import split_outputs
 from host.link import READ_TIMEOUT_S, Link
+from host.tier import split_outputs
 from policy.threshold import EXIT, DeviceState
 
 log = logging.getLogger("host.simulator")

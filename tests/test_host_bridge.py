@@ -29,7 +29,8 @@ from earlyexit import data
 from host import bundle as bundles
 from host import offline
 from host.bridge import Bridge, Request
-from host.edge import EdgeService, split_outputs
+from host.edge import EdgeService
+from host.tier import split_outputs
 from tests.test_host_bundle import tiny_bundle
 
 

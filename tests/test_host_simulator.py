@@ -22,9 +22,9 @@ from contracts.protocol import (
 from converter import verify
 from earlyexit import data
 from host import bundle as bundles
-from host.edge import split_outputs
 from host.link import open_serial
 from host.simulator import Simulator
+from host.tier import split_outputs
 from policy.threshold import EXIT
 from tests.protocol_vectors import _packet, _raw_frame
 from tests.test_host_bridge import ScriptedDevice
