@@ -257,16 +257,14 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
 
 def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d: int):
     """The exported learned device policy, written to device/policy.json, and its manifest entries."""
-    from policy import costs as policy_costs
     from policy import embed
 
     trunk = tuple(int(np.prod(s.trunk.shape)) if s.trunk else 0 for s in slices)
-    macs = [c.stage.macs + c.head.macs for c in costs]
-    model = policy_costs.from_slices(macs, trunk, d, board.name)
+    macs = tuple(c.stage.macs + c.head.macs for c in costs)
     chosen = embed.learned(
         opts.policy,
         ckpt,
-        model,
+        embed.Placed(macs, trunk, d, board.name),
         [s.logits.scale for s in slices],
         opts.data_dir,
         opts.cache_dir,

@@ -18,12 +18,22 @@ import numpy as np
 from earlyexit import checkpoint
 from policy import commands, dqn, export, tabular
 from policy.bandwidth import Bandwidth
-from policy.costs import CostModel
+from policy.costs import from_slices
 from policy.env import EnvConfig, TraceEnv
 from policy.intpolicy import LearnedPolicy
 
 EPISODES = 10_000
 AGREEMENT_SAMPLES = 5000
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A build's chain as placed: MACs and trunk activation bytes per slice (0 for the last), device slices, board."""
+
+    macs: tuple[int, ...]
+    trunk_bytes: tuple[int, ...]
+    device_slices: int
+    board: str
 
 
 @dataclass(frozen=True)
@@ -44,14 +54,18 @@ def default_beta(calibration: list[tuple[int, int, float]], device_slices: int) 
 def learned(
     choice: str,
     ckpt: checkpoint.Checkpoint,
-    costs: CostModel,
+    placed: Placed,
     scales: list[float],
     data_dir: str | None,
     cache: Path,
     beta: float | None,
     episodes: int = EPISODES,
 ) -> Embedded:
-    """Export ``choice`` (a policy file) or learn a ``dqn`` / ``tabular`` policy for this build and export it."""
+    """Export ``choice`` (a policy file) or learn a ``dqn`` / ``tabular`` policy for this build and export it.
+
+    The one entry point of ``converter build --policy``: the build's placed chain gives the cost model.
+    """
+    costs = from_slices(list(placed.macs), placed.trunk_bytes, placed.device_slices, placed.board)
     classes = ckpt.arch.num_classes
     if choice not in ("dqn", "tabular"):
         path = Path(choice)
