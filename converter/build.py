@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import boards
+from contracts.manifest import VERSION, write_manifest
 from contracts.placement import Fit, PlacementError, SliceNeeds, place
 from converter import codegen, native, report, verify
 from converter.errors import ConvertError
@@ -21,7 +22,6 @@ from earlyexit.profile import exit_costs
 from policy import intpolicy
 from policy.threshold import ThresholdPolicy
 
-MANIFEST_VERSION = 1
 CALIBRATION_SAMPLES = 200
 DEFAULT_THRESHOLD = 0.9
 
@@ -221,7 +221,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
             }
         )
     manifest = {
-        "manifest_version": MANIFEST_VERSION,
+        "manifest_version": VERSION,
         "model": {
             "name": Path(opts.model).stem,
             "hash": ckpt.model_hash(),
@@ -250,7 +250,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
         },
         "slices": entries,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = write_manifest(out, manifest)
     report.write(out, manifest)
     return manifest
 

@@ -1,18 +1,18 @@
 """A build bundle (``build/<board>/``) as the host tiers read it: manifest, slices, policy, input table.
 
-This is the one place on the host that reads ``manifest.json`` (schema in docs/converter.md).
+The manifest itself is read and checked by :mod:`contracts.manifest` (schema in docs/converter.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from contracts import boards
+from contracts.manifest import NAME, REBUILD, ManifestError, read_manifest
 from contracts.protocol import Tier
 from converter import verify
 from converter.flatbuf import TensorInfo
@@ -20,9 +20,6 @@ from converter.intslice import IntSlice
 from policy import intpolicy
 from policy.intpolicy import LearnedPolicy
 from policy.threshold import ThresholdPolicy
-
-MANIFEST_VERSION = 1
-REBUILD = "rebuild it with `python -m converter build --board BOARD --out DIR`"
 
 
 class BundleError(Exception):
@@ -103,15 +100,11 @@ class Bundle:
 def load(root: str | Path) -> Bundle:
     """Read and check a bundle written by ``python -m converter build``."""
     root = Path(root)
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise BundleError(f"{root} is not a build bundle (no manifest.json); {REBUILD}")
+    path = root / NAME
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise BundleError(f"{path}: not valid JSON ({err}); {REBUILD}") from None
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise BundleError(f"{path}: manifest version {manifest.get('manifest_version')!r}, expected 1; {REBUILD}")
+        manifest = read_manifest(root)
+    except ManifestError as err:
+        raise BundleError(str(err)) from None
     try:
         slices = tuple(_slice(root, k, entry) for k, entry in enumerate(manifest["slices"]))
         device, thresholds = int(manifest["device_slices"]), manifest["policy"]["thresholds"]

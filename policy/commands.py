@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.manifest import read_manifest
 from earlyexit import checkpoint, data, traces
 from policy import baselines, costs, dqn, export, tabular
 from policy.bandwidth import Bandwidth
@@ -87,7 +88,7 @@ def default_deadline_s(model: costs.CostModel) -> float:
 def _setup(args: argparse.Namespace):
     ckpt = checkpoint.load(args.model)
     if args.bundle:
-        built = json.loads((args.bundle / "manifest.json").read_text())["model"]
+        built = read_manifest(args.bundle)["model"]
         if built["hash"] != ckpt.model_hash():
             raise ValueError(
                 f"--bundle {args.bundle} was built from model {built['name']}, not {args.model}: "
@@ -167,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         f" test: {json.dumps(result)}"
     )
     if args.bundle:
-        manifest = json.loads((args.bundle / "manifest.json").read_text())
+        manifest = read_manifest(args.bundle)
         scales = [s["outputs"]["logits"]["scale"] for s in manifest["slices"]]
         exported = export.export_learned(policy, learn, scales, test.probs.shape[2])
         same, steps, _ = export.agreement(held_out, policy, exported, scales)

@@ -8,12 +8,12 @@ MAC-based estimates when given.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from contracts import boards
+from contracts.manifest import read_manifest
 from contracts.placement import SliceNeeds, place
 from contracts.protocol import RESULT_FRAME_BYTES, Offload
 from earlyexit.checkpoint import Checkpoint
@@ -93,7 +93,7 @@ def _tier_chain(device: boards.Board, with_cloud: bool) -> tuple[boards.Board, .
 
 def from_manifest(path: Path, with_cloud: bool = False) -> CostModel:
     """Costs from a build's manifest.json (its board, measured slice sizes and placement)."""
-    manifest = json.loads(Path(path).read_text())
+    manifest = read_manifest(path)
     slices = manifest["slices"]
     trunk = tuple(math.prod(s["outputs"]["trunk"]["shape"]) if "trunk" in s["outputs"] else 0 for s in slices)
     return from_slices([s["macs"] for s in slices], trunk, manifest["device_slices"], manifest["board"], with_cloud)

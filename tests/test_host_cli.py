@@ -1,6 +1,8 @@
 """``python -m host``: one-line errors without tracebacks, port discovery, clean Ctrl-C."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +93,39 @@ def test_errors_are_one_line_without_traceback(bundle_dir, tmp_path, capsys, arg
     assert _exit_code([a.format(bundle=bundle_dir, tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
+
+
+def _times(path: str, factor: float):
+    """An edit of the manifest that multiplies the number at ``path`` (keys and list indices) by ``factor``."""
+
+    def edit(manifest: dict) -> None:
+        *parents, last = path
+        node = manifest
+        for key in parents:
+            node = node[key]
+        node[last] = type(node[last])(node[last] * factor)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (_times(("device_slices",), 2), "edited after the build: device_slices"),
+        (_times(("slices", 0, "input", "scale"), 1.5), "edited after the build: slices[0].input.scale"),
+        (lambda m: m.pop("integrity"), "no integrity record"),
+    ],
+)
+def test_an_edited_manifest_is_refused_naming_the_field(bundle_dir, tmp_path, capsys, edit, field):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    assert _exit_code(["bridge", "--bundle", str(copy), "--port", "loop://"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert field in err and "rebuild it with `python -m converter build" in err, err
 
 
 def test_ctrl_c_stops_every_long_running_command_cleanly(bundle_dir, tmp_path):
