@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 
 from converter import boards, codegen, native, policy_export, report, verify
 from converter.errors import ConvertError
-from converter.placement import Fit, SliceNeeds, place
+from converter.placement import Fit, SliceNeeds, empty_device, over_deadline, place
 from converter.slicing import IntSlice, convert
 from converter.threshold import ThresholdPolicy
 from earlyexit import checkpoint, data, traces
@@ -38,6 +39,7 @@ class BuildOptions:
     policy_beta: float | None = None  # dqn / tabular learned here: default the calibrated beta (policy/embed.py)
     policy_episodes: int = 10_000  # dqn / tabular learned here
     runtime: str = "tflm"  # or "native" (docs/native.md)
+    allow_empty_device: bool = False  # build an edge-only bundle when no slice fits (else an error)
 
 
 def _samples(ckpt: checkpoint.Checkpoint, opts: BuildOptions) -> tuple[np.ndarray, data.Dataset]:
@@ -74,8 +76,16 @@ def _sha256(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
-def run(opts: BuildOptions, say=print) -> dict:
-    """Build everything for ``opts.board``; returns the manifest (also written to disk)."""
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def run(opts: BuildOptions, say=print, warn=_warn) -> dict:
+    """Build everything for ``opts.board``; returns the manifest (also written to disk).
+
+    Stops with a :class:`ConvertError` when no slice fits the device (unless ``opts.allow_empty_device``);
+    ``warn`` gets the one-line warning when the device slices take longer than the firmware's default deadline.
+    """
     t0 = time.perf_counter()
     stage = iter(range(1, 7))
 
@@ -108,6 +118,12 @@ def run(opts: BuildOptions, say=print) -> dict:
         for s, a in zip(slices, check["arena"])
     ]
     fit = place(needs, board, opts.device_slices)
+    if fit.device_slices == 0 and not opts.allow_empty_device:
+        raise ConvertError(empty_device(needs, board, opts.device_slices))
+    macs = [c.stage.macs + c.head.macs for c in exit_costs(ckpt.net)[: fit.device_slices]]
+    late = over_deadline([round(1e6 * board.seconds_for(m)) for m in macs], board)  # as Bundle.device_slice_us
+    if late:
+        warn(late)
     step("writing firmware sources, edge bundle, manifest and report")
     out = opts.out or Path("build") / board.name
     manifest = _write(out, ckpt, board, edge, slices, check, fit, opts)
@@ -246,6 +262,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
         "slices": entries,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "board.toml").write_text(board.path.read_text())  # the host's device clock, whatever --board named
     report.write(out, manifest)
     return manifest
 
@@ -257,7 +274,7 @@ def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d
 
     trunk = tuple(int(np.prod(s.trunk.shape)) if s.trunk else 0 for s in slices)
     macs = [c.stage.macs + c.head.macs for c in costs]
-    model = policy_costs.from_slices(macs, trunk, d, board.name)
+    model = policy_costs.from_slices(macs, trunk, d, str(board.path))
     chosen = embed.learned(
         opts.policy,
         ckpt,
