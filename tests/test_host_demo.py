@@ -60,7 +60,8 @@ def test_the_demo_lists_the_requests_that_differ_and_why(bundle, tmp_path, capsy
     assert lines[1] == f"  request {offloaded[0]}: fallback: {first['detail']}"
     assert first["detail"].startswith(
         f"the device offloaded after exit 1 and answered itself from there with the fallback flag (no edge answer "
-        f"within its {(bundle.device_slice_us()[0] + 500) / 1e3:g} ms budget); the reference, on a perfect link, answered at exit"
+        f"within its {(bundle.device_slice_us()[0] + 500) / 1e3:g} ms budget); the reference, on a perfect link, "
+        "answered at exit"
     )
 
 
