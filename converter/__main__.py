@@ -18,10 +18,19 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m converter", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="int8 slices, tier placement, firmware sources, edge bundle, report")
-    b.add_argument("--board", required=True, help=f"board profile in boards/ ({', '.join(available())})")
+    b.add_argument(
+        "--board",
+        required=True,
+        help=f"board profile: a name in boards/ ({', '.join(available())}) or your own FILE.toml (docs/boards.md)",
+    )
     b.add_argument("--model", default="fashion-mnist", help="bundled model name or checkpoint (default %(default)s)")
     b.add_argument("--data-dir", help="the model's dataset (calibration + evaluation); default: bundled samples")
     b.add_argument("--device-slices", type=int, help="force this many slices onto the device")
+    b.add_argument(
+        "--allow-empty-device",
+        action="store_true",
+        help="when no slice fits the device, write an edge-only bundle instead of stopping with an error",
+    )
     b.add_argument("--out", type=Path, help="output folder (default build/<board>)")
     b.add_argument("--cache-dir", type=Path, default=Path("build/cache"), help="conversion cache (default %(default)s)")
     b.add_argument("--eval-samples", type=int, help="verify on N test samples drawn at random (seeded)")
@@ -56,6 +65,7 @@ def _build(args: argparse.Namespace) -> None:
             policy_beta=args.policy_beta,
             policy_episodes=args.policy_episodes,
             runtime=args.runtime,
+            allow_empty_device=args.allow_empty_device,
         )
     )
 

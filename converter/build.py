@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 
 from contracts import boards
 from contracts.manifest import VERSION, write_manifest
-from contracts.placement import Fit, PlacementError, SliceNeeds, place
+from contracts.placement import Fit, PlacementError, SliceNeeds, empty_device, over_deadline, place
 from converter import codegen, native, report, verify
 from converter.errors import ConvertError
 from converter.slicing import IntSlice, convert
@@ -40,6 +41,7 @@ class BuildOptions:
     policy_beta: float | None = None  # dqn / tabular learned here: default the calibrated beta (policy/embed.py)
     policy_episodes: int = 10_000  # dqn / tabular learned here
     runtime: str = "tflm"  # or "native" (docs/native.md)
+    allow_empty_device: bool = False  # build an edge-only bundle when no slice fits (else an error)
 
 
 def _samples(ckpt: checkpoint.Checkpoint, opts: BuildOptions) -> tuple[np.ndarray, data.Dataset]:
@@ -76,8 +78,16 @@ def _sha256(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
-def run(opts: BuildOptions, say=print) -> dict:
-    """Build everything for ``opts.board``; returns the manifest (also written to disk)."""
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def run(opts: BuildOptions, say=print, warn=_warn) -> dict:
+    """Build everything for ``opts.board``; returns the manifest (also written to disk).
+
+    Stops with a :class:`ConvertError` when no slice fits the device (unless ``opts.allow_empty_device``);
+    ``warn`` gets the one-line warning when the device slices take longer than the firmware's default deadline.
+    """
     t0 = time.perf_counter()
     stage = iter(range(1, 7))
 
@@ -113,6 +123,12 @@ def run(opts: BuildOptions, say=print) -> dict:
         fit = place(needs, board, opts.device_slices)
     except PlacementError as err:
         raise ConvertError(str(err)) from None
+    if fit.device_slices == 0 and not opts.allow_empty_device:
+        raise ConvertError(empty_device(needs, board, opts.device_slices))
+    macs = [c.stage.macs + c.head.macs for c in exit_costs(ckpt.net)[: fit.device_slices]]
+    late = over_deadline([round(1e6 * board.seconds_for(m)) for m in macs], board)  # as Bundle.device_slice_us
+    if late:
+        warn(late)
     step("writing firmware sources, edge bundle, manifest and report")
     out = opts.out or Path("build") / board.name
     manifest = _write(out, ckpt, board, edge, slices, check, fit, opts)
@@ -232,6 +248,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
             "std": list(ckpt.std),
         },
         "board": board.name,
+        "board_profile_sha256": hashlib.sha256(board.path.read_bytes()).hexdigest(),  # its copy, board.toml
         "edge": edge.name if edge else None,
         "device_slices": d,
         "fit": {
@@ -250,6 +267,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
         },
         "slices": entries,
     }
+    (out / "board.toml").write_text(board.path.read_text())  # the host's device clock, whatever --board named
     manifest = write_manifest(out, manifest)
     report.write(out, manifest)
     return manifest
@@ -264,7 +282,7 @@ def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d
     chosen = embed.learned(
         opts.policy,
         ckpt,
-        embed.Placed(macs, trunk, d, board.name),
+        embed.Placed(macs, trunk, d, str(board.path)),
         [s.logits.scale for s in slices],
         opts.data_dir,
         opts.cache_dir,

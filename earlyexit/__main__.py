@@ -68,7 +68,17 @@ def _print_table(rows: list[dict], costs: list) -> None:
 
 def _load_split(ckpt: checkpoint.Checkpoint, args: argparse.Namespace) -> data.Dataset:
     name = args.dataset or ckpt.dataset
-    return data.load(name, args.split, args.data_dir, args.val_size)
+    ds = data.load(name, args.split, args.data_dir, args.val_size)
+    arch = ckpt.arch
+    takes = (arch.input_size, arch.input_size, arch.in_channels)
+    if ds.x.shape[1:] != takes or len(ds.classes) != arch.num_classes:
+        raise ValueError(
+            f"--dataset {name} does not fit model {args.model}: its images are {'x'.join(map(str, ds.x.shape[1:]))} "
+            f"in {len(ds.classes)} classes, the model ({arch.name}, trained on {ckpt.dataset}) takes "
+            f"{'x'.join(map(str, takes))} in {arch.num_classes}; drop --dataset to use the model's own, or pass a "
+            f"model trained on {name}"
+        )
+    return ds
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

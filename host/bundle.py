@@ -56,10 +56,21 @@ class Bundle:
         _, h, w, c = self.slices[0].input.shape
         return h, w, c
 
+    def board_profile(self) -> boards.Board:
+        """The device's profile: the converter's copy in the bundle (``board.toml``), else ``boards/<board>.toml``."""
+        copy = self.root / "board.toml"
+        expected = self.manifest.get("board_profile_sha256")
+        if copy.is_file() and expected and hashlib.sha256(copy.read_bytes()).hexdigest() != expected:
+            raise BundleError(f"{copy} does not match its sha256 in manifest.json: the bundle is stale; {REBUILD}")
+        try:
+            return boards.load_file(copy) if copy.is_file() else boards.load(self.board)
+        except boards.BoardError as err:
+            raise BundleError(f"{err}; {REBUILD}") from None
+
     def device_slice_us(self) -> tuple[int, ...]:
         """Each device slice's time on the board by its profile's MAC rate, in microseconds: the cost
         model learned policies are trained with, and the simulated device's clock."""
-        board = boards.load(self.board)
+        board = self.board_profile()
         return tuple(round(1e6 * board.seconds_for(s["macs"])) for s in self.manifest["slices"][: self.device_slices])
 
     def policy(self, offload_after: int) -> ThresholdPolicy:

@@ -96,7 +96,9 @@ def from_manifest(path: Path, with_cloud: bool = False) -> CostModel:
     manifest = read_manifest(path)
     slices = manifest["slices"]
     trunk = tuple(math.prod(s["outputs"]["trunk"]["shape"]) if "trunk" in s["outputs"] else 0 for s in slices)
-    return from_slices([s["macs"] for s in slices], trunk, manifest["device_slices"], manifest["board"], with_cloud)
+    copy = Path(path).parent / "board.toml"  # the profile it was built for, also a user's own
+    board = str(copy) if copy.is_file() else manifest["board"]
+    return from_slices([s["macs"] for s in slices], trunk, manifest["device_slices"], board, with_cloud)
 
 
 def from_slices(

@@ -87,3 +87,13 @@ def test_bad_trace_file(tmp_path):
     np.savez(tmp_path / "y.npz", probs=np.zeros((1, 1, 2)))
     with pytest.raises(ValueError, match="lacks .*label"):
         traces.load(tmp_path / "y.npz")
+
+
+def test_a_dataset_the_model_cannot_take_is_one_line(capsys):
+    assert main(["eval", "--model", "fashion-mnist", "--dataset", "synthetic", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --dataset synthetic does not fit model fashion-mnist: its images are 16x16x3 in 4 classes, the model "
+        "(mcu-fmnist, trained on fashion-mnist) takes 28x28x1 in 10; drop --dataset to use the model's own, or pass "
+        "a model trained on synthetic\n"
+    )

@@ -94,6 +94,17 @@ def test_a_stale_or_missing_bundle_is_refused(bundle, tmp_path):
         bundles.load(copy)
 
 
+def test_an_edited_board_profile_copy_is_refused(bundle, tmp_path):
+    """board.toml sets the simulated device's clock: its sha256 in the manifest guards it too."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle.root, copy)
+    assert bundles.load(copy).board_profile().name == "nano33"
+    profile = copy / "board.toml"
+    profile.write_text(profile.read_text().replace("clock_hz = 64_000_000", "clock_hz = 640_000_000"))
+    with pytest.raises(bundles.BundleError, match=r"board.toml does not match its sha256.*rebuild"):
+        bundles.load(copy).board_profile()
+
+
 def test_offline_reference_is_the_first_confident_exit_of_the_tflm_chain(bundle):
     test = data.load("synthetic", "test")
     decisions = offline.evaluate(bundle, test.x[:64])

@@ -49,6 +49,18 @@ def test_auto_finds_nano33_boards_and_lists_the_ports_when_there_is_none(monkeyp
         ports.resolve(["auto"])
 
 
+def test_a_missing_port_is_named_with_the_ports_present(monkeypatch):
+    monkeypatch.setattr(ports.list_ports, "comports", lambda: [_usb("/dev/ttyUSB0", 0x0403, 0x6001)])
+    with pytest.raises(ports.PortError) as err:
+        ports.resolve(["loop://", "/dev/nonexistent"])
+    assert str(err.value) == (
+        "--port /dev/nonexistent: no such serial port; serial ports present: /dev/ttyUSB0 (USB serial, USB "
+        "0403:6001). Pass one of them, or --port auto to find an Arduino Nano 33 BLE (plug it in with a data cable, "
+        "not a charge-only one)."
+    )
+    assert ports.resolve(["socket://127.0.0.1:9", "loop://"]) == ["socket://127.0.0.1:9", "loop://"]
+
+
 def test_only_loopback_addresses_are_accepted():
     assert ports.loopback("127.0.0.1:7878") == ("127.0.0.1", 7878)
     assert ports.loopback("localhost:0") == ("127.0.0.1", 0)
@@ -71,7 +83,14 @@ def _exit_code(argv: list[str]) -> int:
     "argv, message",
     [
         (["bridge", "--bundle", "{tmp}", "--port", "loop://"], "is not a build bundle"),
-        (["bridge", "--bundle", "{bundle}", "--port", "/dev/no-such-tty"], "could not open port /dev/no-such-tty"),
+        (
+            ["bridge", "--bundle", "{bundle}", "--port", "/dev/no-such-tty"],
+            "--port /dev/no-such-tty: no such serial port; serial ports present: ",
+        ),
+        (
+            ["demo", "--bundle", "{bundle}", "--samples", "2", "--port", "/dev/no-such-tty", "--json", "{tmp}/d.json"],
+            "--port /dev/no-such-tty: no such serial port; serial ports present: ",
+        ),
         (["bridge", "--bundle", "{bundle}", "--port", "loop://", "--cloud", "10.1.2.3:7878"], "only loopback"),
         (["bridge", "--bundle", "{bundle}", "--port", "loop://", "--edge-slices", "1"], "--edge-slices needs --cloud"),
         (
