@@ -6,10 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from converter import quiet
 from converter.boards import BoardError, available
 from converter.build import BuildOptions, run
 from converter.errors import ConvertError
 from earlyexit.checkpoint import CheckpointError
+from earlyexit.console import add_progress_option
 from earlyexit.data import DataError
 from policy import commands as policy_commands
 
@@ -36,12 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--policy-beta", type=float, help="beta for --policy dqn|tabular (default: calibrated)")
     b.add_argument("--policy-episodes", type=int, default=10_000, help="episodes for --policy dqn|tabular")
+    policy_commands.add_class_weights_option(b, "--policy-class-weights")
+    add_progress_option(b)
+    b.add_argument("--verbose", action="store_true", help="let TensorFlow's, absl's and onnx2tf's own log through")
     b.set_defaults(func=_build)
     policy_commands.add_parser(sub)
     return p
 
 
 def _build(args: argparse.Namespace) -> None:
+    quiet.set_verbose(args.verbose)
     run(
         BuildOptions(
             board=args.board,
@@ -55,8 +61,10 @@ def _build(args: argparse.Namespace) -> None:
             policy=args.policy,
             policy_beta=args.policy_beta,
             policy_episodes=args.policy_episodes,
+            policy_class_weights=args.policy_class_weights,
             runtime=args.runtime,
-        )
+        ),
+        progress=args.progress,
     )
 
 

@@ -87,3 +87,12 @@ def test_bad_trace_file(tmp_path):
     np.savez(tmp_path / "y.npz", probs=np.zeros((1, 1, 2)))
     with pytest.raises(ValueError, match="lacks .*label"):
         traces.load(tmp_path / "y.npz")
+
+
+def test_profile_numbers_blocks_and_exits_from_one(capsys):
+    assert main(["profile", "mcu-fmnist"]) == 0
+    out = capsys.readouterr().out
+    blocks, exits = out.split("\n\n")
+    numbered = [int(line.split()[0]) for line in blocks.splitlines()[2:]]
+    after = [int(line.split()[1]) for line in exits.splitlines()[1:]]
+    assert numbered == [1, 2, 3] and after == [1, 2, 3]  # mcu-fmnist: an exit after every block
