@@ -75,7 +75,7 @@ def _sha256(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
-def run(opts: BuildOptions, say=print, progress: bool | None = False) -> dict:
+def run(opts: BuildOptions, say=print, progress: bool | None = None) -> dict:
     """Build everything for ``opts.board``; returns the manifest (also written to disk).
 
     ``say`` prints the step lines; ``progress`` (None: when stderr is a terminal) adds bars on stderr.

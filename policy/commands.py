@@ -144,6 +144,7 @@ def default_deadline_s(model: costs.CostModel) -> float:
 
 def _setup(args: argparse.Namespace):
     ckpt = checkpoint.load(args.model)
+    args.class_weights = class_weights(args.class_weights, ckpt.classes)
     if args.bundle:
         built = json.loads((args.bundle / "manifest.json").read_text())["model"]
         if built["hash"] != ckpt.model_hash():
@@ -161,7 +162,6 @@ def _setup(args: argparse.Namespace):
     else:
         fit = traces_for(ckpt, LEARN_SPLIT, args.data_dir, args.cache_dir, args.progress)
     test = traces_for(ckpt, "test", args.data_dir, args.cache_dir, args.progress)
-    args.class_weights = class_weights(args.class_weights, ckpt.classes)
     deadline = args.deadline_ms / 1e3 if args.deadline_ms else default_deadline_s(model)
     bps = args.bandwidth_bps or model.tiers[0].links[0].bandwidth_bps
     return ckpt, model, fit, test, deadline, bps
