@@ -14,6 +14,7 @@ from earlyexit.checkpoint import CheckpointError
 from earlyexit.console import add_progress_option
 from earlyexit.data import DataError
 from policy import commands as policy_commands
+from policy.class_weights import add_class_weights_option
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--policy-beta", type=float, help="beta for --policy dqn|tabular (default: calibrated)")
     b.add_argument("--policy-episodes", type=int, default=10_000, help="episodes for --policy dqn|tabular")
-    policy_commands.add_class_weights_option(b, "--policy-class-weights")
+    add_class_weights_option(b, "--policy-class-weights")
     add_progress_option(b)
     b.add_argument("--verbose", action="store_true", help="let TensorFlow's, absl's and onnx2tf's own log through")
     b.set_defaults(func=_build)

@@ -259,7 +259,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
 
 def _class_weights(opts: BuildOptions, ckpt: checkpoint.Checkpoint) -> tuple[float, ...]:
     """``--policy-class-weights``, checked before anything is converted."""
-    from policy.commands import class_weights
+    from policy.class_weights import class_weights
 
     if opts.policy_class_weights is not None and opts.policy not in ("dqn", "tabular"):
         raise ConvertError("--policy-class-weights applies to a policy learned in the build: add --policy dqn|tabular")

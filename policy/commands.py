@@ -13,8 +13,10 @@ from earlyexit import checkpoint, data, traces
 from earlyexit.console import add_progress_option, bar
 from policy import baselines, costs, dqn, export, tabular
 from policy.bandwidth import Bandwidth
+from policy.class_weights import add_class_weights_option, class_weights
 from policy.env import EnvConfig, TraceEnv
 from policy.evaluate import episodes, evaluate, summarize
+from policy.plot import pareto
 
 BASELINES = ("threshold", "fixed-split", "always-local", "offload-first")  # deployable, not learned
 COMPARED = (*BASELINES, "dqn", "tabular", "oracle")  # by `compare`, in this order
@@ -64,32 +66,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             c.add_argument("--betas", type=float, nargs="+", help="default: the calibrated betas")
             c.add_argument("--json", type=Path, required=True)
     p.set_defaults(func=run)
-
-
-def add_class_weights_option(parser: argparse.ArgumentParser, flag: str = "--class-weights") -> None:
-    parser.add_argument(
-        flag,
-        metavar="W",
-        help="reward weight per class for a correct answer: comma list (one per class, in the model's order) or a file",
-    )
-
-
-def class_weights(text: str | None, classes: tuple[str, ...], flag: str = "--class-weights") -> tuple[float, ...]:
-    """``W`` of :func:`add_class_weights_option` as one non-negative weight per class; () for none given."""
-    if text is None:
-        return ()
-    path = Path(text)
-    raw = path.read_text() if path.is_file() else text
-    try:
-        weights = tuple(float(w) for w in raw.replace(",", " ").split())
-    except ValueError:
-        raise ValueError(f"{flag} {text}: give numbers separated by commas (or a file of them)") from None
-    if len(weights) != len(classes) or not all(0 <= w < float("inf") for w in weights):
-        raise ValueError(
-            f"{flag} {text}: {len(weights)} weights given; the model has {len(classes)} classes "
-            f"({', '.join(classes)}): give one finite, non-negative weight per class, in that order"
-        )
-    return weights
 
 
 def hold_out_traces(path: Path, ckpt: checkpoint.Checkpoint, model: str) -> traces.Traces:
@@ -297,7 +273,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         f"{args.model}: {' / '.join(result['tiers'])}, test traces\n"
         f"deadline {result['deadline_ms']:.0f} ms, bandwidth {args.bandwidth}, {len(test.label)} samples"
     )
-    _pareto(rows, title, args.json.with_suffix(".png"))
+    pareto(rows, title, args.json.with_suffix(".png"))
     print(f"wrote {args.json} and {args.json.with_suffix('.png')}")
 
 
@@ -375,50 +351,6 @@ def _print(rows: list[dict], found: list[dict], cal_rows: list[dict]) -> None:
             f"DQN mean exit depth {c['dqn_mean_exit_depth']:.2f}, tuned thresholds "
             f"{c['threshold_mean_exit_depth']:.2f} (device only)"
         )
-
-
-MARKERS = "osD^v<>ph*"
-
-
-def pareto_figure(rows: list[dict], title: str):
-    """Device energy vs accuracy, one marker per policy, each place labelled with the betas that land there.
-
-    Markers are hollow and shrink policy by policy, so policies that coincide show as nested shapes.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    names = list(dict.fromkeys(r["name"] for r in rows))
-    at: dict[tuple[float, float], list[float]] = {}
-    for n, name in enumerate(names):
-        pts = [(r["device_energy_mj"], 100 * r["accuracy"]) for r in rows if r["name"] == name]
-        size = 30 + 22 * (len(names) - 1 - n)
-        marker = MARKERS[n % len(MARKERS)]
-        ax.scatter(*zip(*pts), s=size, marker=marker, facecolors="none", edgecolors=f"C{n}", linewidths=1.4, label=name)
-    for r in rows:
-        betas = at.setdefault((round(r["device_energy_mj"], 9), round(100 * r["accuracy"], 6)), [])
-        betas += [] if r["beta"] in betas else [r["beta"]]
-    for n, ((x, y), betas) in enumerate(sorted(at.items())):  # neighbours in x: labels above, then below
-        text = "β " + ", ".join(f"{b:.3g}" for b in sorted(betas))
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(9, 5 - 16 * (n % 2)), fontsize=7, color="0.3")
-    ax.set_xlabel("device energy per sample (mJ)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="policy (labels: beta)", title_fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def _pareto(rows: list[dict], title: str, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = pareto_figure(rows, title)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> None:

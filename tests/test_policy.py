@@ -13,10 +13,11 @@ from earlyexit import checkpoint, traces
 from earlyexit.traces import Traces
 from policy import baselines, dqn, tabular
 from policy.bandwidth import Bandwidth
-from policy.commands import LEARN_SPLIT, pareto_figure, traces_for
+from policy.commands import LEARN_SPLIT, traces_for
 from policy.costs import CostModel, offload_frame_bytes
 from policy.env import EXIT, OFFLOAD, STAY, EnvConfig, TraceEnv
 from policy.evaluate import evaluate
+from policy.plot import pareto_figure
 
 
 def _traces(probs: np.ndarray, labels: np.ndarray) -> Traces:
