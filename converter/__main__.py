@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 from contracts.boards import BoardError, available
+from converter import quiet
 from converter.build import BuildOptions, run
 from converter.errors import ConvertError
 from earlyexit.checkpoint import CheckpointError
+from earlyexit.console import add_progress_option
 from earlyexit.data import DataError
 from policy import commands as policy_commands
+from policy.class_weights import add_class_weights_option
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,12 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--policy-beta", type=float, help="beta for --policy dqn|tabular (default: calibrated)")
     b.add_argument("--policy-episodes", type=int, default=10_000, help="episodes for --policy dqn|tabular")
+    add_class_weights_option(b, "--policy-class-weights")
+    add_progress_option(b)
+    b.add_argument("--verbose", action="store_true", help="let TensorFlow's, absl's and onnx2tf's own log through")
     b.set_defaults(func=_build)
     policy_commands.add_parser(sub)
     return p
 
 
 def _build(args: argparse.Namespace) -> None:
+    quiet.set_verbose(args.verbose)
     run(
         BuildOptions(
             board=args.board,
@@ -64,9 +71,11 @@ def _build(args: argparse.Namespace) -> None:
             policy=args.policy,
             policy_beta=args.policy_beta,
             policy_episodes=args.policy_episodes,
+            policy_class_weights=args.policy_class_weights,
             runtime=args.runtime,
             allow_empty_device=args.allow_empty_device,
-        )
+        ),
+        progress=args.progress,
     )
 
 

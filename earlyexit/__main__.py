@@ -124,8 +124,9 @@ def cmd_profile(args: argparse.Namespace) -> None:
     )
     for k, c in enumerate(costs):
         print(
-            f"{k + 1:>4} {arch.exits[k]:>11} {c.head.macs:>10,} {c.cumulative_macs:>12,} {c.cumulative_params:>12,} "
-            f"{c.cumulative_int8_weight_bytes / 1024:>8.1f} {c.peak_activation_bytes / 1024:>12.1f}"
+            f"{k + 1:>4} {arch.exits[k] + 1:>11} {c.head.macs:>10,} {c.cumulative_macs:>12,} "
+            f"{c.cumulative_params:>12,} {c.cumulative_int8_weight_bytes / 1024:>8.1f} "
+            f"{c.peak_activation_bytes / 1024:>12.1f}"
         )
 
 

@@ -60,10 +60,13 @@ def learned(
     cache: Path,
     beta: float | None,
     episodes: int = EPISODES,
+    class_weights: tuple[float, ...] = (),
+    progress: bool | None = False,
 ) -> Embedded:
     """Export ``choice`` (a policy file) or learn a ``dqn`` / ``tabular`` policy for this build and export it.
 
     The one entry point of ``converter build --policy``: the build's placed chain gives the cost model.
+    ``class_weights``: the reward weight of a correct answer per class (learning only); ``progress``: bars on stderr.
     """
     costs = from_slices(list(placed.macs), placed.trunk_bytes, placed.device_slices, placed.board)
     classes = ckpt.arch.num_classes
@@ -75,15 +78,17 @@ def learned(
                 "`python -m converter policy train ... --out FILE`"
             )
         return Embedded(export.export_file(path, costs, scales, classes), {"source": str(path)})
-    fit = commands.traces_for(ckpt, commands.LEARN_SPLIT, data_dir, cache)
+    fit = commands.traces_for(ckpt, commands.LEARN_SPLIT, data_dir, cache, progress)
     beta = beta if beta is not None else default_beta(commands.calibrated_betas(fit), costs.device_slices)
-    cfg = EnvConfig(beta=beta, deadline_s=commands.default_deadline_s(costs), offload_at_split=True)
+    cfg = EnvConfig(
+        beta=beta, deadline_s=commands.default_deadline_s(costs), offload_at_split=True, class_weights=class_weights
+    )
     nominal = costs.tiers[0].links[0].bandwidth_bps
     env = TraceEnv(fit, costs, cfg, Bandwidth("walk", nominal, seed=0), seed=0)
     if choice == "dqn":
-        policy = dqn.train(env, dqn.DQNConfig(episodes=episodes))[0]
+        policy = dqn.train(env, dqn.DQNConfig(episodes=episodes), progress=progress)[0]
     else:
-        policy = tabular.train(env, tabular.TabularConfig(episodes=episodes))
+        policy = tabular.train(env, tabular.TabularConfig(episodes=episodes), progress=progress)
     exported = export.export_learned(policy, env, scales, classes)
     check = TraceEnv(
         fit, costs, cfg, Bandwidth("walk", nominal, seed=1), order=np.arange(min(len(fit.label), AGREEMENT_SAMPLES))
@@ -93,5 +98,6 @@ def learned(
         "source": f"trained: {choice}, beta {beta:.6g}, {episodes} episodes on {fit.dataset}/{fit.split}",
         "beta": beta,
         "agreement": round(same / steps, 6),
+        **({"class_weights": list(class_weights)} if class_weights else {}),
     }
     return Embedded(exported, summary)

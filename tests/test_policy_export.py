@@ -224,7 +224,7 @@ def test_offload_at_split_masks_earlier_offloads():
     assert env.mask()[OFFLOAD]
 
 
-def test_build_embeds_a_learned_policy(tiny_model, cache, tmp_path):  # noqa: F811
+def test_build_embeds_a_learned_policy(tiny_model, cache, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "tab"
     manifest = run(
         BuildOptions(
@@ -237,8 +237,10 @@ def test_build_embeds_a_learned_policy(tiny_model, cache, tmp_path):  # noqa: F8
             policy_episodes=1000,
         ),
         say=lambda _: None,
+        progress=True,
     )
     assert manifest["policy"]["kind"] == "tabular" and manifest["policy"]["agreement"] > 0.9
+    assert "tabular Q (beta" in capsys.readouterr().err  # learning shows its progress
     device = host_bundle.load(out).device_policy()
     assert isinstance(device, intpolicy.LearnedPolicy) and device.kind == "tabular"
     fw = out / "firmware"
