@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="int8 slices, tier placement, firmware sources, edge bundle, report")
     b.add_argument("--board", required=True, help=f"board profile in boards/ ({', '.join(available())})")
+    b.add_argument("--link", help="the board's link up to the edge (default: its profile's first, e.g. usb-serial)")
     b.add_argument("--model", default="fashion-mnist", help="bundled model name or checkpoint (default %(default)s)")
     b.add_argument("--data-dir", help="the model's dataset (calibration + evaluation); default: bundled samples")
     b.add_argument("--device-slices", type=int, help="force this many slices onto the device")
@@ -45,6 +46,7 @@ def _build(args: argparse.Namespace) -> None:
     run(
         BuildOptions(
             board=args.board,
+            link=args.link,
             model=args.model,
             data_dir=args.data_dir,
             device_slices=args.device_slices,

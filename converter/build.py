@@ -27,6 +27,7 @@ DEFAULT_THRESHOLD = 0.9
 @dataclass(frozen=True)
 class BuildOptions:
     board: str
+    link: str | None = None  # the board's link to the edge (default: the profile's first)
     model: str = "fashion-mnist"
     data_dir: str | None = None
     device_slices: int | None = None
@@ -82,7 +83,7 @@ def run(opts: BuildOptions, say=print) -> dict:
     def step(text: str) -> None:
         say(f"[{next(stage)}/6] {text} ({time.perf_counter() - t0:.1f} s)")
 
-    board = boards.load(opts.board)
+    board = boards.load(opts.board, opts.link)
     edge = boards.load(board.links[0].to) if board.links else None
     if opts.policy not in ("threshold", "dqn", "tabular") and not Path(opts.policy).is_file():
         raise ConvertError(f"--policy {opts.policy}: choose threshold, dqn, tabular or an existing policy file")
@@ -227,6 +228,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
             "std": list(ckpt.std),
         },
         "board": board.name,
+        "link": board.links[0].name if board.links else None,
         "edge": edge.name if edge else None,
         "device_slices": d,
         "fit": {
@@ -257,7 +259,7 @@ def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d
 
     trunk = tuple(int(np.prod(s.trunk.shape)) if s.trunk else 0 for s in slices)
     macs = [c.stage.macs + c.head.macs for c in costs]
-    model = policy_costs.from_slices(macs, trunk, d, board.name)
+    model = policy_costs.from_slices(macs, trunk, d, board.name, link=opts.link)
     chosen = embed.learned(
         opts.policy,
         ckpt,
