@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from earlyexit import checkpoint, data, traces
-from policy import baselines, costs, dqn, export, linktraces, tabular
+from policy import baselines, costs, dqn, export, linktraces, plots, tabular
 from policy.bandwidth import KINDS, P_OUTAGE, P_RECOVER, Bandwidth
 from policy.edgeload import EdgeLoad
 from policy.env import EnvConfig, TraceEnv
@@ -220,8 +220,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _compare_one(args, model, fit, test, deadline, bps, beta) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Every policy's metrics on the test traces at ``beta``, and its per-sample rewards (same samples, same order)."""
+def _compare_one(args, model, fit, test, deadline, bps, beta) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+    """Every policy's metrics on the test traces at ``beta``, its per-sample rewards (same samples, same order),
+    and the per-sample outcomes of the DQN and the adaptive rule."""
     learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta)
     found = {
         "threshold": baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID)),
@@ -237,16 +238,17 @@ def _compare_one(args, model, fit, test, deadline, bps, beta) -> tuple[list[dict
     }
     outcomes = {name: episodes(held_out, policy) for name, policy in found.items()}
     rows = [{"name": name, "beta": beta, **summarize(f)} for name, f in outcomes.items()]
-    return rows, {name: f["reward"] for name, f in outcomes.items()}
+    traced = {name: outcomes[name] for name in ("dqn", "adaptive-threshold")}
+    return rows, {name: f["reward"] for name, f in outcomes.items()}, traced
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     _, model, fit, test, deadline, bps = _setup(args)
     calibration = calibrated_betas(fit)
     betas = args.betas or [b for _, _, b in calibration]
-    rows, rewards = [], {}
+    rows, rewards, traced = [], {}, {}
     for beta in betas:
-        found, rewards[beta] = _compare_one(args, model, fit, test, deadline, bps, beta)
+        found, rewards[beta], traced[beta] = _compare_one(args, model, fit, test, deadline, bps, beta)
         rows += found
     cal_rows = []
     for i, j, beta in calibration:
@@ -276,7 +278,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     _print(rows, result["targets"], cal_rows)
     _pareto(rows, args.json.with_suffix(".png"))
-    print(f"wrote {args.json} and {args.json.with_suffix('.png')}")
+    plots.reward_vs_beta(rows, args.json.with_name(args.json.stem + "_reward.png"))
+    plots.decisions(traced[betas[0]], betas[0], args.json.with_name(args.json.stem + "_decisions.png"))
+    print(f"wrote {args.json} and its plots ({args.json.with_suffix('.png')}, *_reward.png, *_decisions.png)")
 
 
 def targets(rows: list[dict], rewards: dict[float, dict[str, np.ndarray]]) -> list[dict]:
@@ -307,13 +311,13 @@ def targets(rows: list[dict], rewards: dict[float, dict[str, np.ndarray]]) -> li
 
 def _print(rows: list[dict], found: list[dict], cal_rows: list[dict]) -> None:
     print(
-        f"{'policy':<14} {'beta':>7} {'reward':>8} {'acc %':>6} {'dev. mJ':>8} {'ms':>8} {'miss':>5} "
+        f"{'policy':<18} {'beta':>7} {'reward':>8} {'acc %':>6} {'dev. mJ':>8} {'ms':>8} {'miss':>5} {'unans':>5} "
         f"{'offload':>7} {'bytes':>7} {'depth':>6}"
     )
     for r in rows:
         print(
-            f"{r['name']:<14} {r['beta']:>7.3g} {r['mean_reward']:>8.3f} {100 * r['accuracy']:>6.2f} "
-            f"{r['device_energy_mj']:>8.3f} {r['latency_ms']:>8.1f} {r['deadline_misses']:>5} "
+            f"{r['name']:<18} {r['beta']:>7.3g} {r['mean_reward']:>8.3f} {100 * r['accuracy']:>6.2f} "
+            f"{r['device_energy_mj']:>8.3f} {r['latency_ms']:>8.1f} {r['deadline_misses']:>5} {r['unanswered']:>5} "
             f"{r['offload_rate']:>7.2f} {r['bytes_sent']:>7.0f} {r['mean_exit_depth']:>6.2f}"
         )
     for t in found:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from converter import boards
@@ -80,7 +81,7 @@ class CostModel:
             )
         return total
 
-    @property
+    @cached_property
     def energy_unit_mj(self) -> float:
         """Device energy of one all-local inference (every device slice once): the unit of energy in rewards."""
         return sum(self.compute_energy_mj(k, 0) for k in range(max(1, self.device_slices)))

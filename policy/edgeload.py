@@ -1,18 +1,22 @@
 """A shared edge: N devices send it requests, it serves them one at a time; the wait grows with load.
 
-Per second: each device is active (sending one request per second) or idle, and flips with
-probability ``FLIP`` (so the load drifts over minutes, as devices wake and sleep together); the
-edge serves ``1 / service_s`` requests per second. The queue (requests waiting) evolves as
-``q <- max(0, q + active - served)``; a request arriving now waits ``q x service_s`` before the
-edge runs its slices. With ``devices x service_s`` > 1 the edge is overloaded while most devices
-are active, and the wait climbs by seconds until they quiet down.
+Each second a share ``a`` of the N devices is active, one request per second each: ``a`` is the
+logistic of a slow AR(1) walk (``x <- RHO x + N(0, SIGMA)``: devices wake and sleep together, the
+load drifts over minutes), and the edge's arrivals that second are Poisson(N a). The edge serves
+``1 / service_s`` requests per second; the queue evolves as ``q <- max(0, q + arrivals - served)``
+and a request arriving now waits ``q x service_s`` before the edge runs its slices. With
+``N x service_s`` > 1 the edge is overloaded while most devices are active, and the wait climbs
+by seconds until they quiet down; it turns requests away beyond ``MAX_WAIT_S`` of queue.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-FLIP = 0.01  # per device and second: active <-> idle
+RHO, SIGMA = 0.99, 0.14  # the activity walk: stationary standard deviation 1.0, correlation time 100 s
+MAX_WAIT_S = 10.0  # admission control: the queue holds at most this much work
 
 
 class EdgeLoad:
@@ -26,14 +30,13 @@ class EdgeLoad:
 
     def restart(self) -> None:
         self.rng = np.random.default_rng(self.seed + 7919)
-        self.active = self.rng.random(self.devices) < 0.5
-        self.queue = 0.0
+        self.x, self.queue = 0.0, 0.0
 
     def next(self) -> float:
         """Advance one second; the wait (s) a request arriving now sees at the edge."""
         if not self.devices:
             return 0.0
-        flip = self.rng.random(self.devices) < FLIP
-        self.active ^= flip
-        self.queue = max(0.0, self.queue + float(self.active.sum()) - 1.0 / self.service_s)
+        self.x = RHO * self.x + self.rng.normal(0.0, SIGMA)
+        arrivals = self.rng.poisson(self.devices / (1.0 + math.exp(-self.x)))
+        self.queue = min(max(0.0, self.queue + arrivals - 1.0 / self.service_s), MAX_WAIT_S / self.service_s)
         return self.queue * self.service_s

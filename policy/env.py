@@ -50,12 +50,12 @@ class EnvConfig:
 
 
 def prediction_features(probs: np.ndarray, kind: str) -> np.ndarray:
-    """Features of one exit's softmax: summary (max, margin, entropy / log C) or the full vector."""
+    """Features of softmax vectors (last axis): summary (max, margin, entropy / log C) or the full vector."""
     if kind == "full":
         return probs.astype(np.float32)
-    top2 = np.sort(probs)[-2:]
-    entropy = -float(np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)))) / np.log(len(probs))
-    return np.array([top2[1], top2[1] - top2[0], entropy], dtype=np.float32)
+    top2 = np.sort(probs, axis=-1)[..., -2:]
+    entropy = -np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)), axis=-1) / np.log(probs.shape[-1])
+    return np.stack([top2[..., 1], top2[..., 1] - top2[..., 0], entropy], axis=-1).astype(np.float32)
 
 
 @dataclass
@@ -95,10 +95,12 @@ class TraceEnv(gym.Env):
         n_classes = traces.probs.shape[2]
         pred = n_classes if config.features == "full" else SUMMARY
         self.obs_size = pred + 1 + len(costs.tiers) + 6
+        self.features = prediction_features(traces.probs, config.features)  # per sample and exit
         self.restart()
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_size,), np.float32)
         self.action_space = gym.spaces.Discrete(3)
         self.state: State | None = None
+        self._masked: tuple[State | None, np.ndarray] = (None, np.ones(3, bool))
 
     # -- transitions ----------------------------------------------------------------------
     def _after(self, s: State, action: int) -> State:
@@ -130,8 +132,10 @@ class TraceEnv(gym.Env):
         return s.time_s + self.costs.answer_seconds(s.tier, s.bandwidth_bps)
 
     def mask(self, s: State | None = None) -> np.ndarray:
-        """Which of STAY, EXIT, OFFLOAD are allowed and can still meet the constraints."""
+        """Which of STAY, EXIT, OFFLOAD are allowed and can still meet the constraints (a copy)."""
         s = s or self.state
+        if s is self._masked[0]:  # states are replaced, never changed: the last one's mask holds
+            return self._masked[1].copy()
         c, cfg = self.costs, self.cfg
         last = s.exit >= c.num_exits - 1
         ok = np.array([False, True, False])
@@ -141,7 +145,8 @@ class TraceEnv(gym.Env):
             split = not cfg.offload_at_split or s.tier > 0 or s.exit == c.device_slices - 1
             if cfg.allow_offload and s.tier < c.top_tier and split:
                 ok[OFFLOAD] = self._within(self._after(s, OFFLOAD))
-        return ok
+        self._masked = (s, ok)
+        return ok.copy()
 
     def _within(self, s: State) -> bool:
         return self.finish_time(s) <= self.cfg.deadline_s and s.energy_mj <= min(
@@ -162,7 +167,7 @@ class TraceEnv(gym.Env):
             min(FEATURE_MAX, s.edge_wait_s / cfg.deadline_s),
             s.pace,
         ]
-        feats = prediction_features(self.traces.probs[s.sample, s.exit], cfg.features)
+        feats = self.features[s.sample, s.exit]
         return np.concatenate([feats, [s.exit / max(1, c.num_exits - 1)], tier, rest]).astype(np.float32)
 
     def restart(self) -> None:
@@ -240,6 +245,8 @@ class TraceEnv(gym.Env):
                 "offloaded": s.offloaded,
                 "missed": missed,
                 "unanswered": s.unanswered,
+                "bandwidth_bps": s.bandwidth_bps,
+                "edge_wait_s": s.edge_wait_s,
                 "reward": self.total_reward,
             },
         }

@@ -24,7 +24,7 @@ from converter.policy_export import Features, Layer, LearnedPolicy, Limits
 from converter.threshold import NO_BUDGET, DeviceState
 from policy.costs import CostModel, offload_frame_bytes
 from policy.dqn import DQNPolicy
-from policy.env import OBSERVATION_VERSION, FEATURE_MAX, STAY, EnvConfig, State, TraceEnv
+from policy.env import FEATURE_MAX, OBSERVATION_VERSION, STAY, EnvConfig, State, TraceEnv
 from policy.tabular import TabularPolicy
 
 

@@ -70,7 +70,7 @@ def _costs() -> CostModel:
 def _env(traces, seed=0, order=True, battery=True) -> TraceEnv:
     """Outages, a shared edge whose wait varies around the deadline and (``battery``) a day's battery that binds."""
     costs = _costs()
-    battery_mj = 40 * 0.8 * costs.energy_unit_mj if battery else float("inf")
+    battery_mj = 40 * 1.2 * costs.energy_unit_mj if battery else float("inf")
     deadline = 3 * costs.compute_seconds(0, 0)
     cfg = EnvConfig(beta=3.0, deadline_s=deadline, offload_at_split=True, battery_mj=battery_mj, day_requests=40)
     bw = Bandwidth("gilbert", costs.tiers[0].links[0].bandwidth_bps, seed=seed)
