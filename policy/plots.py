@@ -18,6 +18,12 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
 def reward_vs_beta(rows: list[dict], path: Path) -> None:
     """Mean reward divided by beta (so that betas share one axis) per policy against beta."""
     plt = _pyplot()
@@ -25,14 +31,10 @@ def reward_vs_beta(rows: list[dict], path: Path) -> None:
     for name in dict.fromkeys(r["name"] for r in rows):
         pts = sorted((r["beta"], r["mean_reward"] / r["beta"]) for r in rows if r["name"] == name)
         ax.plot(*zip(*pts), marker="o", label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("beta")
-    ax.set_ylabel("mean reward / beta")
+    ax.set(xscale="log", xlabel="beta", ylabel="mean reward / beta")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def decisions(outcomes: dict[str, dict[str, np.ndarray]], beta: float, path: Path) -> None:
@@ -54,6 +56,4 @@ def decisions(outcomes: dict[str, dict[str, np.ndarray]], beta: float, path: Pat
         ax.set_ylabel(f"{name}\nexit")
         ax.legend(fontsize=7, loc="upper right")
     axes[-1].set_xlabel(f"request (one per second), beta {beta:.3g}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    _save(plt, fig, path)

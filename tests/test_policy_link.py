@@ -167,6 +167,7 @@ def test_compare_on_trace_files_reports_the_link_and_the_files(tmp_path):
     result = json.loads(out.read_text())
     link = result["link"]
     assert link["name"] == "ble" and link["traces"]["eval"] == ["trace3.log"] and len(link["traces"]["train"]) == 3
+    assert all((tmp_path / f"compare{suffix}.png").is_file() for suffix in ("", "_reward", "_decisions"))
     rows = {r["name"]: r for r in result["policies"]}
     assert "adaptive-threshold" in rows and all(
         r["mean_reward"] <= rows["oracle"]["mean_reward"] + 1e-9 for r in rows.values()
