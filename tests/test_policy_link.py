@@ -7,7 +7,7 @@ import pytest
 
 from converter import boards
 from converter.__main__ import main
-from policy import baselines, linktraces
+from policy import baselines, costs, linktraces
 from policy.bandwidth import P_OUTAGE, P_RECOVER, Bandwidth
 from policy.costs import CostModel
 from policy.edgeload import MAX_WAIT_S, EdgeLoad
@@ -172,3 +172,15 @@ def test_compare_on_trace_files_reports_the_link_and_the_files(tmp_path):
     assert "adaptive-threshold" in rows and all(
         r["mean_reward"] <= rows["oracle"]["mean_reward"] + 1e-9 for r in rows.values()
     )
+
+
+def test_build_takes_the_link_and_costs_read_it_back(tmp_path, capsys):
+    assert main(["build", "--board", "nano33", "--link", "wifi"]) == 2
+    assert "nano33 has no link 'wifi'" in capsys.readouterr().err
+    slices = [{"macs": 1000, "outputs": {"trunk": {"shape": [1, 4, 4, 2]}}}, {"macs": 1000, "outputs": {}}]
+    manifest = {"board": "nano33", "link": "ble", "device_slices": 1, "slices": slices}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert costs.from_manifest(tmp_path / "manifest.json").tiers[0].links[0].name == "ble"
+    del manifest["link"]  # a build from before links could be chosen: the profile's first
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert costs.from_manifest(tmp_path / "manifest.json").tiers[0].links[0].name == "usb-serial"
