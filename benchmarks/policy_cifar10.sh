@@ -10,6 +10,9 @@
 # seeds: DQN with seeds 0, 1 and 2 at each calibrated beta (the environments of compare), two at a time;
 # headroom: what answering at exit 1 above a confidence t (otherwise fixed-split) gains over fixed-split,
 #           per calibrated beta and t, on the hold-out and the test split: the room a learner has.
+# ble: compare over the ble link (issue 15): Gilbert-Elliott outages, 260 devices sharing the edge, a CR2032
+#      coin cell lasting a week at one request per second (2,430 J / 604,800 requests = 4.018 mJ per request,
+#      as 4,018 mJ per period of 1,000 requests); timed. With real traces: BLE_TRACES=DIR (--bandwidth trace).
 # Heavy: run each step alone, under `flock /work/notes/cpu.lock` where CPUs are shared.
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg}
@@ -91,8 +94,16 @@ for _, _, beta in commands.calibrated_betas(fit):
         print(f'beta {beta:.3g} t {t}: minus fixed-split: hold-out {gain[0].mean():+.5f} ({(gain[0] != 0).sum()} differ),'
               f' test {gain[1].mean():+.5f} ({(gain[1] != 0).sum()} differ)')" | tee $OUT/policy_headroom_cifar10.txt
     ;;
+  ble)
+    LINK=(--link ble --edge-devices 260 --battery-mj 4018 --day-requests 1000)
+    if [ -n "${BLE_TRACES:-}" ]; then LINK+=(--bandwidth trace --bandwidth-trace "$BLE_TRACES"); else LINK+=(--bandwidth gilbert); fi
+    start=$(date +%s)
+    $PY -m converter policy compare "${ARGS[@]}" "${LINK[@]}" --json $OUT/policy_compare_cifar10_ble.json |
+      tee $OUT/policy_compare_cifar10_ble.txt
+    echo "compare took $(($(date +%s) - start)) s" | tee -a $OUT/policy_compare_cifar10_ble.txt
+    ;;
   *)
-    echo "usage: $0 traces | train BETA | size | compare | seeds | headroom" >&2
+    echo "usage: $0 traces | train BETA | size | compare | seeds | headroom | ble" >&2
     exit 2
     ;;
 esac

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ class Link:
     latency_ms: float
     energy_per_byte_uj: float
     energy_per_message_uj: float
+    bandwidth_min_bps: float = 0.0  # the range a bandwidth trace is scaled into (docs/policy.md)
+    bandwidth_max_bps: float = 0.0  # 0: twice the nominal figure
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,19 @@ class Board:
 
     def energy_mj_for(self, macs: int) -> float:
         return self.seconds_for(macs) * self.active_power_mw
+
+    def with_link(self, name: str | None) -> Board:
+        """This board with link ``name`` first (the one its tier uses); ``None`` keeps the profile's order."""
+        if name is None:
+            return self
+        chosen = [link for link in self.links if link.name == name]
+        if not chosen:
+            names = ", ".join(link.name for link in self.links) or "none"
+            raise BoardError(f"{self.path}: board {self.name} has no link {name!r}; its links: {names}")
+        return replace(self, links=(chosen[0], *(link for link in self.links if link.name != name)))
+
+
+_OPTIONAL_LINK = ("bandwidth_min_bps", "bandwidth_max_bps")
 
 
 def available() -> list[str]:
@@ -98,7 +113,8 @@ def load_file(path: Path) -> Board:
                     ("energy_per_byte_uj", float),
                     ("energy_per_message_uj", float),
                 )
-            }
+            },
+            **{k: _field(link, k, float, path, f"link[{i}].") for k in _OPTIONAL_LINK if k in link},
         )
         for i, link in enumerate(raw.get("link", []))
     )
@@ -129,8 +145,8 @@ def load_file(path: Path) -> Board:
     return board
 
 
-def load(name: str) -> Board:
-    """A profile by name (``boards/<name>.toml``) or by path (anything ending in ``.toml``).
+def load(name: str, link: str | None = None) -> Board:
+    """A profile by name (``boards/<name>.toml``) or by path (anything ending in ``.toml``), with ``link`` first.
 
     An unknown name lists the available boards; a shipped profile's ``name`` must equal its file name.
     """
@@ -138,7 +154,7 @@ def load(name: str) -> Board:
         path = Path(name)
         if not path.is_file():
             raise BoardError(f"--board {name}: no such file (a board profile by path; schema in docs/boards.md)")
-        return load_file(path)
+        return load_file(path).with_link(link)
     path = BOARDS_DIR / f"{name}.toml"
     if "/" in name or not path.is_file():
         raise BoardError(
@@ -148,4 +164,4 @@ def load(name: str) -> Board:
     board = load_file(path)
     if board.name != name:
         raise BoardError(f"{path}: field name is {board.name!r} but the file is {path.name}: make them agree")
-    return board
+    return board.with_link(link)

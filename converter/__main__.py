@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help=f"board profile: a name in boards/ ({', '.join(available())}) or your own FILE.toml (docs/boards.md)",
     )
+    b.add_argument("--link", help="the board's link up to the edge (default: its profile's first, e.g. usb-serial)")
     b.add_argument("--model", default="fashion-mnist", help="bundled model name or checkpoint (default %(default)s)")
     b.add_argument("--data-dir", help="the model's dataset (calibration + evaluation); default: bundled samples")
     b.add_argument("--device-slices", type=int, help="force this many slices onto the device")
@@ -61,6 +62,7 @@ def _build(args: argparse.Namespace) -> None:
     run(
         BuildOptions(
             board=args.board,
+            link=args.link,
             model=args.model,
             data_dir=args.data_dir,
             device_slices=args.device_slices,

@@ -30,6 +30,7 @@ DEFAULT_THRESHOLD = 0.9
 @dataclass(frozen=True)
 class BuildOptions:
     board: str
+    link: str | None = None  # the board's link to the edge (default: the profile's first)
     model: str = "fashion-mnist"
     data_dir: str | None = None
     device_slices: int | None = None
@@ -96,7 +97,7 @@ def run(opts: BuildOptions, say=print, warn=_warn, progress: bool | None = None)
     def step(text: str) -> None:
         say(f"[{next(stage)}/6] {text} ({time.perf_counter() - t0:.1f} s)")
 
-    board = boards.load(opts.board)
+    board = boards.load(opts.board, opts.link)
     edge = boards.load(board.links[0].to) if board.links else None
     if opts.policy not in ("threshold", "dqn", "tabular") and not Path(opts.policy).is_file():
         raise ConvertError(f"--policy {opts.policy}: choose threshold, dqn, tabular or an existing policy file")
@@ -254,6 +255,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
         },
         "board": board.name,
         "board_profile_sha256": hashlib.sha256(board.path.read_bytes()).hexdigest(),  # its copy, board.toml
+        "link": board.links[0].name if board.links else None,
         "edge": edge.name if edge else None,
         "device_slices": d,
         "fit": {
@@ -296,7 +298,7 @@ def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d
     chosen = embed.learned(
         opts.policy,
         ckpt,
-        embed.Placed(macs, trunk, d, str(board.path)),
+        embed.Placed(macs, trunk, d, str(board.path), opts.link),
         [s.logits.scale for s in slices],
         opts.data_dir,
         opts.cache_dir,

@@ -1,4 +1,4 @@
-"""Reference policies: confidence threshold, fixed split, always-local, offload-first, oracle.
+"""Reference policies: confidence threshold, adaptive threshold, fixed split, always-local, offload-first, oracle.
 
 A policy is a callable ``(env) -> action`` deciding for ``env.state``; it only picks among
 the actions ``env.mask()`` allows (an unwanted but forced choice falls back to EXIT).
@@ -81,20 +81,78 @@ def _best(env: TraceEnv, s) -> tuple[float, int]:
 
 def tune_threshold(env: TraceEnv, evaluate: Callable[[TraceEnv, Policy], dict], grid: Sequence[float]) -> list[float]:
     """Per-exit thresholds by coordinate ascent on mean reward over ``env``'s samples."""
+    return _ascend(env, evaluate, grid, threshold)[0]
+
+
+def _ascend(
+    env: TraceEnv,
+    evaluate: Callable[[TraceEnv, Policy], dict],
+    grid: Sequence[float],
+    make: Callable[[list[float]], Policy],
+    extra: Callable[[list[float], float], tuple[list[float], float]] | None = None,
+) -> tuple[list[float], float]:
+    """Coordinate ascent over per-exit thresholds (two rounds; ``extra`` may tune more after each)."""
     n = env.costs.num_exits
     best = [grid[len(grid) // 2]] * n
-    score = evaluate(env, threshold(best))["mean_reward"]
+    score = evaluate(env, make(best))["mean_reward"]
     for _ in range(2):
         for k in range(n - 1):
             for t in grid:
                 trial = best[:k] + [t] + best[k + 1 :]
-                value = evaluate(env, threshold(trial))["mean_reward"]
+                value = evaluate(env, make(trial))["mean_reward"]
                 if value > score + 1e-12:
                     best, score = trial, value
-    return best
+        if extra is not None:
+            best, score = extra(best, score)
+    return best, score
 
 
 def tune_split(env: TraceEnv, evaluate: Callable[[TraceEnv, Policy], dict]) -> int:
     """The single offload point (1-based exit) with the best mean reward."""
     d = max(1, env.costs.device_slices)
     return max(range(1, d + 1), key=lambda e: evaluate(env, fixed_split(e))["mean_reward"])
+
+
+def adaptive_threshold(thresholds: Sequence[float], reserve: float) -> Policy:
+    """Confidence thresholds, plus offload only when it pays: when the link's bandwidth now and the edge's
+    wait make the deadline (the mask) and sending costs the device less energy than running its remaining
+    slices would. Going deeper on the device needs the battery pace (battery left per request left, in
+    all-local inferences) to reach ``reserve``; below it the device answers where it is."""
+
+    def act(env: TraceEnv) -> int:
+        s, mask = env.state, env.mask()
+        if env.traces.probs[s.sample, s.exit].max() >= thresholds[s.exit]:
+            return EXIT
+        if s.tier > 0:
+            return _first_allowed(mask, STAY, OFFLOAD)
+        if mask[OFFLOAD] and _offload_pays(env, s):
+            return OFFLOAD
+        if mask[STAY] and s.pace >= reserve:
+            return STAY
+        return EXIT
+
+    return act
+
+
+def _offload_pays(env: TraceEnv, s) -> bool:
+    c = env.costs
+    sending = c.transfer(s.exit, 0, s.bandwidth_bps)[1]
+    local = sum(c.compute_energy_mj(k, 0) for k in range(s.exit + 1, c.device_slices))
+    return sending < local or s.exit + 1 >= c.device_slices
+
+
+def tune_adaptive(
+    env: TraceEnv, evaluate: Callable[[TraceEnv, Policy], dict], grid: Sequence[float], reserves: Sequence[float]
+) -> tuple[list[float], float]:
+    """Thresholds by coordinate ascent, then the battery reserve, on mean reward over ``env``'s samples."""
+    reserve = [0.0]
+
+    def tune_reserve(best: list[float], score: float) -> tuple[list[float], float]:
+        for r in reserves:
+            value = evaluate(env, adaptive_threshold(best, r))["mean_reward"]
+            if value > score + 1e-12:
+                reserve[0], score = r, value
+        return best, score
+
+    best, _ = _ascend(env, evaluate, grid, lambda t: adaptive_threshold(t, reserve[0]), tune_reserve)
+    return best, reserve[0]

@@ -12,16 +12,17 @@ import numpy as np
 from contracts.manifest import read_manifest
 from earlyexit import checkpoint, data, traces
 from earlyexit.console import add_progress_option, bar
-from policy import baselines, costs, dqn, export, tabular
-from policy.bandwidth import Bandwidth
+from policy import baselines, costs, dqn, export, linktraces, plot, tabular
+from policy.bandwidth import KINDS, P_OUTAGE, P_RECOVER, Bandwidth
 from policy.class_weights import add_class_weights_option, class_weights
+from policy.edgeload import EdgeLoad
 from policy.env import EnvConfig, TraceEnv
 from policy.evaluate import episodes, evaluate, summarize
-from policy.plot import pareto
 
-BASELINES = ("threshold", "fixed-split", "always-local", "offload-first")  # deployable, not learned
+BASELINES = ("threshold", "adaptive-threshold", "fixed-split", "always-local", "offload-first")  # deployable
 COMPARED = (*BASELINES, "dqn", "tabular", "oracle")  # by `compare`, in this order
 THRESHOLD_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)  # 0: always answer there
+RESERVE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # adaptive-threshold: battery pace to go deeper locally
 # Policies learn on traces of training images the network never fitted (the hold-out its training
 # keeps, `--val-size`): on the images it fitted, its exits are far more confident and accurate than
 # on new ones (cifar10 exit 4: 93.9 % on them, 86.2 % on the hold-out, 86.0 % on the test split).
@@ -36,13 +37,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         c.add_argument("--model", default="fashion-mnist", help="bundled model or checkpoint")
         c.add_argument("--data-dir", help="the model's dataset (default: bundled samples, split 500/500)")
         c.add_argument("--board", default="nano33", help="device board profile")
+        c.add_argument("--link", help="the board's link to the edge (default: its profile's first, e.g. usb-serial)")
         c.add_argument("--bundle", type=Path, help="a build folder: use its manifest's sizes and placement")
         c.add_argument("--cloud", action="store_true", help="add the cloud tier above the edge")
         c.add_argument("--deadline-ms", type=float, help="default: 1.5 x the all-local device time")
         c.add_argument("--energy-budget-mj", type=float, default=float("inf"))
-        c.add_argument("--bandwidth", choices=("constant", "walk", "trace"), default="walk")
+        c.add_argument("--bandwidth", choices=KINDS, default="walk", help="gilbert: random walk with outages")
         c.add_argument("--bandwidth-bps", type=float, help="default: the board link's figure")
-        c.add_argument("--bandwidth-trace", type=Path, help="one bit/s value per line (with --bandwidth trace)")
+        c.add_argument(
+            "--bandwidth-trace", type=Path, help="a folder of throughput trace files (with --bandwidth trace)"
+        )
+        c.add_argument("--edge-devices", type=int, default=0, help="devices sharing the edge (0: a free edge)")
+        c.add_argument("--edge-service-ms", type=float, help="the edge's time per request (default: cost model)")
+        c.add_argument("--battery-mj", type=float, default=float("inf"), help="device energy per day of requests")
+        c.add_argument("--day-requests", type=int, default=1000, help="requests per day (one per second)")
         c.add_argument("--features", choices=("summary", "full"), default="summary")
         c.add_argument("--episodes", type=int, default=10_000)
         c.add_argument("--seed", type=int, default=0)
@@ -129,11 +137,12 @@ def _setup(args: argparse.Namespace):
                 f"--bundle {args.bundle} was built from model {built['name']}, not {args.model}: "
                 f"pass the build of {args.model} (python -m converter build --model {args.model} ...)"
             )
-    model = (
-        costs.from_manifest(args.bundle / "manifest.json", args.cloud)
-        if args.bundle
-        else costs.from_checkpoint(ckpt, args.board, args.cloud)
-    )
+    if args.bundle:
+        model = costs.from_manifest(args.bundle / "manifest.json", args.cloud)
+        if args.link and model.tiers[0].links[0].name != args.link:
+            raise ValueError(f"--link {args.link}: --bundle {args.bundle} was built for another link; rebuild with it")
+    else:
+        model = costs.from_checkpoint(ckpt, args.board, args.cloud, args.link)
     if args.traces:
         fit = hold_out_traces(args.traces, ckpt, args.model)
     else:
@@ -141,7 +150,29 @@ def _setup(args: argparse.Namespace):
     test = traces_for(ckpt, "test", args.data_dir, args.cache_dir, args.progress)
     deadline = args.deadline_ms / 1e3 if args.deadline_ms else default_deadline_s(model)
     bps = args.bandwidth_bps or model.tiers[0].links[0].bandwidth_bps
+    if args.bandwidth == "trace":
+        if args.bandwidth_trace is None:
+            raise ValueError("--bandwidth trace needs --bandwidth-trace DIR (throughput trace files, docs/policy.md)")
+        args.trace_set = linktraces.load_dir(args.bandwidth_trace, model.tiers[0].links[0])
     return ckpt, model, fit, test, deadline, bps
+
+
+def link_summary(args: argparse.Namespace, model: costs.CostModel) -> dict:
+    """The link and bandwidth process of a run, with the trace files used for learning and for evaluation."""
+    out = {"name": model.tiers[0].links[0].name, "bandwidth": args.bandwidth, "edge_devices": args.edge_devices}
+    if args.bandwidth == "trace":
+        t = args.trace_set
+        out["traces"] = {"dir": str(args.bandwidth_trace), "train": t.train, "eval": t.eval, "scale": t.factor}
+    elif args.bandwidth == "gilbert":
+        out["gilbert"] = {"p_outage": P_OUTAGE, "p_recover": P_RECOVER}
+    return out
+
+
+def edge_service_s(args: argparse.Namespace, model: costs.CostModel) -> float:
+    """The edge's time per request: ``--edge-service-ms`` or the cost model's time for the slices above the device."""
+    if args.edge_service_ms:
+        return args.edge_service_ms / 1e3
+    return sum(model.compute_seconds(k, 1) for k in range(model.device_slices, model.num_exits)) or 1e-3
 
 
 def _envs(args, model, fit, test, deadline, bps, beta, allow_offload=True):
@@ -153,14 +184,24 @@ def _envs(args, model, fit, test, deadline, bps, beta, allow_offload=True):
         allow_offload=allow_offload,
         offload_at_split=getattr(args, "offload_at_split", False),
         class_weights=args.class_weights,
+        battery_mj=args.battery_mj,
+        day_requests=args.day_requests,
     )
 
-    def bw(seed: int) -> Bandwidth:
-        return Bandwidth(args.bandwidth, bps, seed=seed, trace=args.bandwidth_trace)
+    def bw(seed: int, held_out: bool = False) -> Bandwidth:
+        trace = None
+        if args.bandwidth == "trace":  # learning and tuning on the training files, evaluation on the others
+            trace = args.trace_set.eval_bps if held_out else args.trace_set.train_bps
+        return Bandwidth(args.bandwidth, bps, seed=seed, trace=trace)
 
-    learn = TraceEnv(fit, model, cfg, bw(args.seed), seed=args.seed)
-    tune = TraceEnv(fit, model, cfg, bw(args.seed + 1), order=np.arange(len(fit.label)))
-    held_out = TraceEnv(test, model, cfg, bw(args.seed + 2), order=np.arange(len(test.label)))
+    def edge(seed: int) -> EdgeLoad | None:
+        return EdgeLoad(args.edge_devices, edge_service_s(args, model), seed) if args.edge_devices else None
+
+    learn = TraceEnv(fit, model, cfg, bw(args.seed), seed=args.seed, edge=edge(args.seed))
+    tune = TraceEnv(fit, model, cfg, bw(args.seed + 1), order=np.arange(len(fit.label)), edge=edge(args.seed + 1))
+    held_out = TraceEnv(
+        test, model, cfg, bw(args.seed + 2, True), order=np.arange(len(test.label)), edge=edge(args.seed + 2)
+    )
     return learn, tune, held_out
 
 
@@ -222,12 +263,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Every policy's metrics on the test traces at ``beta``, and its per-sample rewards (same samples, same order);
-    ``shown`` (a progress bar) advances by one per policy."""
+def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+    """Every policy's metrics on the test traces at ``beta``, its per-sample rewards (same samples, same order),
+    and the per-sample outcomes of the DQN and the adaptive rule; ``shown`` (a progress bar) advances by one per
+    policy."""
     learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta)
     find = {
         "threshold": lambda: baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID)),
+        "adaptive-threshold": lambda: baselines.adaptive_threshold(
+            *baselines.tune_adaptive(tune, evaluate, THRESHOLD_GRID, RESERVE_GRID)
+        ),
         "fixed-split": lambda: baselines.fixed_split(baselines.tune_split(tune, evaluate)),
         "always-local": lambda: baselines.always_local,
         "offload-first": lambda: baselines.offload_first,
@@ -245,7 +290,8 @@ def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[li
         outcomes[name] = episodes(held_out, find[name]())
         shown.update()
     rows = [{"name": name, "beta": beta, **summarize(f)} for name, f in outcomes.items()]
-    return rows, {name: f["reward"] for name, f in outcomes.items()}
+    traced = {name: outcomes[name] for name in ("dqn", "adaptive-threshold")}
+    return rows, {name: f["reward"] for name, f in outcomes.items()}, traced
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -253,9 +299,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
     calibration = calibrated_betas(fit)
     betas = args.betas or [b for _, _, b in calibration]
     with bar(total=len(COMPARED) * len(betas) + len(calibration), progress=args.progress, unit="policy") as shown:
-        rows, rewards = [], {}
+        rows, rewards, traced = [], {}, {}
         for beta in betas:
-            found, rewards[beta] = _compare_one(args, model, fit, test, deadline, bps, beta, shown)
+            found, rewards[beta], traced[beta] = _compare_one(args, model, fit, test, deadline, bps, beta, shown)
             rows += found
         cal_rows = _calibration_rows(args, model, fit, test, deadline, bps, calibration, shown)
     result = {
@@ -264,6 +310,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         "targets": targets(rows, rewards),
         "deadline_ms": 1e3 * deadline,
         "bandwidth": args.bandwidth,
+        "link": link_summary(args, model),
         "device_slices": model.device_slices,
         "tiers": [t.name for t in model.tiers],
     }
@@ -274,8 +321,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
         f"{args.model}: {' / '.join(result['tiers'])}, test traces\n"
         f"deadline {result['deadline_ms']:.0f} ms, bandwidth {args.bandwidth}, {len(test.label)} samples"
     )
-    pareto(rows, title, args.json.with_suffix(".png"))
-    print(f"wrote {args.json} and {args.json.with_suffix('.png')}")
+    plot.pareto(rows, title, args.json.with_suffix(".png"))
+    plot.reward_vs_beta(rows, args.json.with_name(args.json.stem + "_reward.png"))
+    plot.decisions(traced[betas[0]], betas[0], args.json.with_name(args.json.stem + "_decisions.png"))
+    print(f"wrote {args.json} and its plots ({args.json.with_suffix('.png')}, *_reward.png, *_decisions.png)")
 
 
 def _calibration_rows(args, model, fit, test, deadline, bps, calibration, shown) -> list[dict]:
@@ -329,13 +378,13 @@ def targets(rows: list[dict], rewards: dict[float, dict[str, np.ndarray]]) -> li
 
 def _print(rows: list[dict], found: list[dict], cal_rows: list[dict]) -> None:
     print(
-        f"{'policy':<14} {'beta':>7} {'reward':>8} {'acc %':>6} {'dev. mJ':>8} {'ms':>8} {'miss':>5} "
+        f"{'policy':<18} {'beta':>7} {'reward':>8} {'acc %':>6} {'dev. mJ':>8} {'ms':>8} {'miss':>5} {'unans':>5} "
         f"{'offload':>7} {'bytes':>7} {'depth':>6}"
     )
     for r in rows:
         print(
-            f"{r['name']:<14} {r['beta']:>7.3g} {r['mean_reward']:>8.3f} {100 * r['accuracy']:>6.2f} "
-            f"{r['device_energy_mj']:>8.3f} {r['latency_ms']:>8.1f} {r['deadline_misses']:>5} "
+            f"{r['name']:<18} {r['beta']:>7.3g} {r['mean_reward']:>8.3f} {100 * r['accuracy']:>6.2f} "
+            f"{r['device_energy_mj']:>8.3f} {r['latency_ms']:>8.1f} {r['deadline_misses']:>5} {r['unanswered']:>5} "
             f"{r['offload_rate']:>7.2f} {r['bytes_sent']:>7.0f} {r['mean_exit_depth']:>6.2f}"
         )
     for t in found:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from contracts import boards
@@ -66,7 +67,7 @@ class CostModel:
         link = self.tiers[tier].links[0]
         size = offload_frame_bytes(self.trunk_bytes[k])
         bps = bandwidth_bps if tier == 0 else link.bandwidth_bps
-        seconds = link.latency_ms / 1e3 + 8 * size / bps
+        seconds = link.latency_ms / 1e3 + _bits_time(8 * size, bps)
         energy = (size * link.energy_per_byte_uj + link.energy_per_message_uj) / 1e3 if tier == 0 else 0.0
         return seconds, energy, size
 
@@ -75,13 +76,20 @@ class CostModel:
         total = 0.0
         for t in range(tier):
             link = self.tiers[t].links[0]
-            total += link.latency_ms / 1e3 + 8 * RESULT_FRAME_BYTES / (bandwidth_bps if t == 0 else link.bandwidth_bps)
+            total += link.latency_ms / 1e3 + _bits_time(
+                8 * RESULT_FRAME_BYTES, bandwidth_bps if t == 0 else link.bandwidth_bps
+            )
         return total
 
-    @property
+    @cached_property
     def energy_unit_mj(self) -> float:
         """Device energy of one all-local inference (every device slice once): the unit of energy in rewards."""
         return sum(self.compute_energy_mj(k, 0) for k in range(max(1, self.device_slices)))
+
+
+def _bits_time(bits: int, bps: float) -> float:
+    """Seconds to send ``bits`` at ``bps``; an outage (0 bit/s) never delivers."""
+    return bits / bps if bps > 0 else math.inf
 
 
 def _tier_chain(device: boards.Board, with_cloud: bool) -> tuple[boards.Board, ...]:
@@ -98,17 +106,24 @@ def from_manifest(path: Path, with_cloud: bool = False) -> CostModel:
     trunk = tuple(math.prod(s["outputs"]["trunk"]["shape"]) if "trunk" in s["outputs"] else 0 for s in slices)
     copy = Path(path).parent / "board.toml"  # the profile it was built for, also a user's own
     board = str(copy) if copy.is_file() else manifest["board"]
-    return from_slices([s["macs"] for s in slices], trunk, manifest["device_slices"], board, with_cloud)
+    macs = [s["macs"] for s in slices]
+    return from_slices(macs, trunk, manifest["device_slices"], board, with_cloud, manifest.get("link"))
 
 
 def from_slices(
-    macs: list[int], trunk_bytes: tuple[int, ...], device_slices: int, board: str, with_cloud: bool = False
+    macs: list[int],
+    trunk_bytes: tuple[int, ...],
+    device_slices: int,
+    board: str,
+    with_cloud: bool = False,
+    link: str | None = None,
 ) -> CostModel:
-    """Costs of a placed chain: MACs and trunk bytes per slice (0 for the last), device slices, board."""
-    return CostModel(tuple(macs), tuple(trunk_bytes), device_slices, _tier_chain(boards.load(board), with_cloud))
+    """Costs of a placed chain: MACs and trunk bytes per slice (0 for the last), device slices, board and link."""
+    chain = _tier_chain(boards.load(board, link), with_cloud)
+    return CostModel(tuple(macs), tuple(trunk_bytes), device_slices, chain)
 
 
-def from_checkpoint(ckpt: Checkpoint, board: str, with_cloud: bool = False) -> CostModel:
+def from_checkpoint(ckpt: Checkpoint, board: str, with_cloud: bool = False, link: str | None = None) -> CostModel:
     """Costs from the checkpoint's graph; placement estimated from int8 sizes.
 
     Estimates: flatbuffer = int8 weights + 10 % + 2 KB; TFLM arena = 1.25 x the peak
@@ -123,7 +138,7 @@ def from_checkpoint(ckpt: Checkpoint, board: str, with_cloud: bool = False) -> C
         arena = int(c.peak_activation_bytes * 1.25) + 2048
         needs.append(SliceNeeds(int(weights * 1.1) + 2048, arena, inputs, trunk, arch.num_classes))
         inputs = trunk
-    device = boards.load(board)
+    device = boards.load(board, link)
     return CostModel(
         macs=tuple(c.stage.macs + c.head.macs for c in costs),
         trunk_bytes=tuple(n.output_bytes if k < len(needs) - 1 else 0 for k, n in enumerate(needs)),

@@ -1,11 +1,14 @@
 """Deep Q-learning with experience replay, a target network and epsilon-greedy exploration
 (the seed's Algorithm 1), with Double DQN targets. Invalid actions are masked both when acting
-and in the targets."""
+and in the targets. With a battery budget the requests of a day are one continuing task: a
+request's last step bootstraps from the next request's first state, discounted by
+``gamma_request``, so that energy spent now is weighed against the answers it costs later."""
 
 from __future__ import annotations
 
 import copy
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,7 @@ class DQNConfig:
     replay: int = 20_000
     target_sync: int = 250
     gamma: float = 1.0  # short episodes: undiscounted
+    gamma_request: float = 0.95  # with a battery budget: the discount from one request to the next
     eps_start: float = 1.0
     eps_end: float = 0.02
     eps_decay_fraction: float = 0.6
@@ -91,7 +95,7 @@ def _train(
     n, size = cfg.replay, env.obs_size
     obs_buf, next_buf = np.zeros((n, size), np.float32), np.zeros((n, size), np.float32)
     act_buf, rew_buf = np.zeros(n, np.int64), np.zeros(n, np.float32)
-    done_buf, mask_buf = np.zeros(n, np.float32), np.zeros((n, 3), bool)
+    disc_buf, mask_buf = np.zeros(n, np.float32), np.zeros((n, 3), bool)  # discount of the next state's value
     # Q-values in units of beta: the greedy policy is unchanged (gamma = 1, a positive factor) while
     # the targets stay O(1) for every beta, which the Huber loss and the learning rate are tuned for.
     reward_scale = 1.0 / max(1.0, env.cfg.beta)
@@ -99,10 +103,13 @@ def _train(
     log: list[dict] = []
     greedy = DQNPolicy(net)
     best_score, best_state = -np.inf, None
+    continuing, last = math.isfinite(env.cfg.battery_mj), None  # last: the previous request's final transition
     for episode in bar(range(cfg.episodes), progress=progress, desc=f"DQN (beta {env.cfg.beta:.3g})", unit="episode"):
         frac = min(1.0, episode / max(1, cfg.eps_decay_fraction * cfg.episodes))
         eps = cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
         obs, info = env.reset()
+        if continuing and last is not None and (env.served - 1) % env.cfg.day_requests:
+            next_buf[last], mask_buf[last], disc_buf[last] = obs, info["mask"], cfg.gamma_request
         done, losses = False, []
         while not done:
             mask = info["mask"]
@@ -114,7 +121,8 @@ def _train(
             nxt, reward, done, _, info = env.step(action)
             i = stored % n
             obs_buf[i], act_buf[i], rew_buf[i], next_buf[i] = obs, action, reward * reward_scale, nxt
-            done_buf[i], mask_buf[i] = float(done), info["mask"]
+            disc_buf[i], mask_buf[i] = 0.0 if done else cfg.gamma, info["mask"]
+            last = i
             stored += 1
             steps += 1
             obs = nxt
@@ -131,7 +139,7 @@ def _train(
                         act_buf,
                         rew_buf,
                         next_buf,
-                        done_buf,
+                        disc_buf,
                         mask_buf,
                     )
                 )
@@ -153,17 +161,17 @@ def _train(
     return DQNPolicy(net), log
 
 
-def _learn(net, target, opt, rng, available, cfg, obs, act, rew, nxt, done, mask) -> float:
+def _learn(net, target, opt, rng, available, cfg, obs, act, rew, nxt, disc, mask) -> float:
     net.train()
     idx = rng.integers(0, available, cfg.batch_size)
     o, a = torch.as_tensor(obs[idx]), torch.as_tensor(act[idx])
-    r, d = torch.as_tensor(rew[idx]), torch.as_tensor(done[idx])
+    r, d = torch.as_tensor(rew[idx]), torch.as_tensor(disc[idx])
     with torch.no_grad():
         # Double DQN: the online network picks the next action, the target network scores it.
         o_next = torch.as_tensor(nxt[idx])
         pick = net(o_next)
         pick[~torch.as_tensor(mask[idx])] = -1e9  # EXIT is always allowed: the pick is a valid action
-        y = r + cfg.gamma * (1 - d) * target(o_next).gather(1, pick.argmax(1, keepdim=True))[:, 0]
+        y = r + d * target(o_next).gather(1, pick.argmax(1, keepdim=True))[:, 0]
     q = net(o).gather(1, a[:, None])[:, 0]
     loss = nn.functional.smooth_l1_loss(q, y)
     opt.zero_grad()

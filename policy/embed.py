@@ -28,12 +28,14 @@ AGREEMENT_SAMPLES = 5000
 
 @dataclass(frozen=True)
 class Placed:
-    """A build's chain as placed: MACs and trunk activation bytes per slice (0 for the last), device slices, board."""
+    """A build's chain as placed: MACs and trunk activation bytes per slice (0 for the last), device slices, board
+    (a profile's name or path) and its link to the edge (None: the profile's first)."""
 
     macs: tuple[int, ...]
     trunk_bytes: tuple[int, ...]
     device_slices: int
     board: str
+    link: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def learned(
     The one entry point of ``converter build --policy``: the build's placed chain gives the cost model.
     ``class_weights``: the reward weight of a correct answer per class (learning only); ``progress``: bars on stderr.
     """
-    costs = from_slices(list(placed.macs), placed.trunk_bytes, placed.device_slices, placed.board)
+    costs = from_slices(list(placed.macs), placed.trunk_bytes, placed.device_slices, placed.board, link=placed.link)
     classes = ckpt.arch.num_classes
     if choice not in ("dqn", "tabular"):
         path = Path(choice)

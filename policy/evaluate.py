@@ -10,9 +10,8 @@ from policy.env import TraceEnv
 
 
 def episodes(env: TraceEnv, policy: Callable[[TraceEnv], int]) -> dict[str, np.ndarray]:
-    """Per-sample outcomes over ``env.order`` (each sample once, in order); the bandwidth process restarts."""
-    env.cursor = 0
-    env.bandwidth.restart()
+    """Per-sample outcomes over ``env.order`` (each sample once, in order) from ``env``'s restart."""
+    env.restart()
     finals = []
     for _ in range(len(env.order)):
         env.reset()
@@ -32,6 +31,7 @@ def summarize(f: dict[str, np.ndarray]) -> dict:
         "device_energy_mj": float(f["energy_mj"].mean()),
         "latency_ms": float(1e3 * f["latency_s"].mean()),
         "deadline_misses": int(f["missed"].sum()),
+        "unanswered": int(f["unanswered"].sum()),
         "offload_rate": float(f["offloaded"].mean()),
         "bytes_sent": float(f["bytes_sent"].mean()),
         "mean_exit_depth": float(f["exit"].mean()),
@@ -39,5 +39,5 @@ def summarize(f: dict[str, np.ndarray]) -> dict:
 
 
 def evaluate(env: TraceEnv, policy: Callable[[TraceEnv], int]) -> dict:
-    """Metrics over ``env.order`` (each sample once, in order); the bandwidth process restarts."""
+    """Metrics over ``env.order`` (each sample once, in order) from ``env``'s restart."""
     return summarize(episodes(env, policy))

@@ -22,7 +22,7 @@ import torch
 
 from policy.costs import CostModel, offload_frame_bytes
 from policy.dqn import DQNPolicy
-from policy.env import OBSERVATION_VERSION, STAY, EnvConfig, State, TraceEnv
+from policy.env import FEATURE_MAX, OBSERVATION_VERSION, STAY, EnvConfig, State, TraceEnv
 from policy.intpolicy import Features, Layer, LearnedPolicy, Limits
 from policy.tabular import TabularPolicy
 from policy.threshold import NO_BUDGET, DeviceState
@@ -43,8 +43,12 @@ def device_state(env: TraceEnv, s: State, scales: list[float]) -> DeviceState:
         time_spent_us=round(1e6 * s.time_s),
         energy_spent_uj=round(1e3 * s.energy_mj),
         deadline_left_us=max(0, round(1e6 * left)),
-        bandwidth_bps=round(s.bandwidth_bps),
+        bandwidth_bps=max(1, round(s.bandwidth_bps)),  # an outage: 1 bit/s (0 would read as nominal)
         can_offload=env.cfg.allow_offload,
+        edge_wait_us=round(1e6 * s.edge_wait_s),
+        battery_pace_uj=NO_BUDGET
+        if s.pace >= FEATURE_MAX
+        else min(NO_BUDGET, round(s.pace * 1e3 * env.costs.energy_unit_mj)),
     )
 
 
@@ -79,7 +83,7 @@ def limits_for(costs: CostModel, cfg: EnvConfig) -> Limits:
 
 def device_observations(env: TraceEnv, samples: int = 2000) -> np.ndarray:
     """Float observations along the all-STAY device path of the first ``samples`` episodes (calibration)."""
-    env.bandwidth.restart()
+    env.restart()
     env.reset(seed=0)
     obs = []
     for _ in range(samples):
@@ -134,8 +138,7 @@ def agreement(
     env: TraceEnv, policy: Callable[[TraceEnv], int], exported: LearnedPolicy, scales: list[float]
 ) -> tuple[int, int, list[DeviceState]]:
     """(device steps on which ``exported`` decides like ``policy``, device steps, their states) over ``env.order``."""
-    env.cursor = 0
-    env.bandwidth.restart()
+    env.restart()
     same, states = 0, []
     for _ in range(len(env.order)):
         env.reset()

@@ -36,6 +36,8 @@ typedef struct {{
   uint32_t deadline_left_us; /**< time left before the device must hold the answer */
   uint32_t bandwidth_bps;    /**< the device link's bandwidth; 0: the board profile's nominal figure */
   uint8_t can_offload;       /**< the edge accepted this model and continues after the last device exit */
+  uint32_t edge_wait_us;     /**< the edge's queueing wait; 0: unknown or free */
+  uint32_t battery_pace_uj;  /**< battery left per request left before recharge; UINT32_MAX: no limit */
 }} ee_policy_state;
 
 /** EE_STAY, EE_EXIT or EE_OFFLOAD; bounded time, no allocation. */
@@ -145,7 +147,7 @@ static void allowed(const ee_policy_state *s, uint32_t bw, uint8_t ok[3]) {{
   if (s->can_offload && k == EE_POLICY_DEVICE_EXITS - 1 && k + 1 < EE_POLICY_EXITS) {{
     uint64_t send = EE_LATENCY_US + ceil_div(UINT64_C(8000000) * EE_OFFLOAD_BYTES, bw);
     uint64_t back = EE_LATENCY_US + ceil_div(UINT64_C(8000000) * EE_RESULT_BYTES, bw);
-    ok[EE_OFFLOAD] = send + EE_EDGE_US + back <= s->deadline_left_us &&
+    ok[EE_OFFLOAD] = send + s->edge_wait_us + EE_EDGE_US + back <= s->deadline_left_us &&
                      (uint64_t)s->energy_spent_uj + EE_OFFLOAD_UJ <= EE_ENERGY_BUDGET_UJ;
   }}
 }}
@@ -190,7 +192,8 @@ static uint32_t ln_q16(uint32_t x) {{
 
 static int32_t clamp(uint64_t v) {{ return v > EE_FEATURE_MAX ? EE_FEATURE_MAX : (int32_t)v; }}
 
-/* The Q12 observation: top probability, margin, normalized entropy, exit, tier, energy, time, bandwidth, left. */
+/* The Q12 observation: top probability, margin, normalized entropy, exit, tier, energy, time, bandwidth, left,
+   edge wait, battery pace. */
 static void features(const ee_policy_state *s, uint32_t bw, int32_t f[EE_FEATURES]) {{
   const uint16_t *table = ee_exp_table[s->exit_index];
   uint32_t total = 0, second = 0;
@@ -219,6 +222,8 @@ static void features(const ee_policy_state *s, uint32_t bw, int32_t f[EE_FEATURE
   f[{n + 1}] = clamp(((uint64_t)s->time_spent_us * {f.time_mul}u) >> 24);
   f[{n + 2}] = clamp(((uint64_t)bw * {f.bandwidth_mul}u) >> 24);
   f[{n + 3}] = clamp(((uint64_t)s->deadline_left_us * {f.time_mul}u) >> 24);
+  f[{n + 4}] = clamp(((uint64_t)s->edge_wait_us * {f.time_mul}u) >> 24);
+  f[{n + 5}] = clamp(((uint64_t)s->battery_pace_uj * {f.energy_mul}u) >> 24);
 }}
 """
 

@@ -7,12 +7,12 @@ does, so the two decide identically. From a :class:`~policy.threshold.DeviceStat
 - the exit's prediction summary from its int8 logits through the exit's ``exp`` table
   (:func:`policy.threshold.exp_tables`): top probability, top-1 minus top-2 margin and
   normalized entropy, in Q12 (4096 = 1.0);
-- the exit index, the tier (the device), energy and time spent, bandwidth, deadline left in Q12,
-  normalized like the training environment's observation (``policy/env.py``) and clamped to
-  [0, 8);
+- the exit index, the tier (the device), energy and time spent, bandwidth, deadline left, the
+  edge's queueing wait and the battery pace in Q12, normalized like the training environment's
+  observation (``policy/env.py``) and clamped to [0, 8);
 - the feasibility mask: STAY while a device slice is left and its estimated time and energy
   fit; OFFLOAD only at the last device exit (the edge continues from there), when allowed, and
-  when sending, the edge's next slice and the answer's way back fit the deadline left.
+  when sending, the edge's wait, its next slice and the answer's way back fit the deadline left.
 
 A ``dqn`` policy is an int8 MLP (per-tensor weight scales, int32 biases, int8 ReLU
 activations requantized by a multiplier and shift); a ``tabular`` one is an int16 Q-table over
@@ -85,7 +85,7 @@ class Features:
 
     @property
     def size(self) -> int:
-        return 3 + 1 + self.num_tiers + 4
+        return 3 + 1 + self.num_tiers + 6
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,10 @@ def mask(lim: Limits, f: Features, s: DeviceState) -> list[bool]:
     if s.can_offload and k == lim.device_exits - 1 and k + 1 < f.num_exits:
         send = lim.latency_us + _ceil_div(8_000_000 * lim.offload_bytes, bw)
         back = lim.latency_us + _ceil_div(8_000_000 * RESULT_FRAME_BYTES, bw)
-        ok[OFFLOAD] = send + lim.edge_us + back <= left and s.energy_spent_uj + lim.offload_uj <= lim.energy_budget_uj
+        ok[OFFLOAD] = (
+            send + s.edge_wait_us + lim.edge_us + back <= left
+            and s.energy_spent_uj + lim.offload_uj <= lim.energy_budget_uj
+        )
     return ok
 
 
@@ -152,6 +155,8 @@ def observation(f: Features, table: np.ndarray, s: DeviceState) -> list[int]:
         (s.time_spent_us * f.time_mul) >> MUL_SHIFT,
         ((s.bandwidth_bps or f.nominal_bps) * f.bandwidth_mul) >> MUL_SHIFT,
         (s.deadline_left_us * f.time_mul) >> MUL_SHIFT,
+        (s.edge_wait_us * f.time_mul) >> MUL_SHIFT,
+        (s.battery_pace_uj * f.energy_mul) >> MUL_SHIFT,
     ]
     return [min(max(v, 0), FEATURE_MAX) for v in raw]
 

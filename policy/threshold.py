@@ -33,6 +33,8 @@ class DeviceState:
     deadline_left_us: int = 0xFFFFFFFF
     bandwidth_bps: int = 0  # 0: the policy's nominal figure (the device does not measure its link)
     can_offload: bool = True
+    edge_wait_us: int = 0  # the edge's queueing wait (0: unknown or free)
+    battery_pace_uj: int = NO_BUDGET  # battery left per request left before recharge (NO_BUDGET: none)
 
 
 def exp_tables(logit_scales: list[float]) -> np.ndarray:

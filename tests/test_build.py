@@ -159,7 +159,7 @@ int main(void) {
   signed char logits[64];
   while (scanf("%d %d", &k, &n) == 2) {
     for (i = 0; i < n; ++i) { if (scanf("%d", &v) != 1) return 1; logits[i] = (signed char)v; }
-    ee_policy_state s = {0, 0, 0, 0, 0, 0, 0, 1};
+    ee_policy_state s = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0xFFFFFFFFu};
     s.exit_index = k;
     s.logits = (const signed char *)logits;
     s.num_classes = n;

@@ -16,6 +16,7 @@ from host import bundle as host_bundle
 from policy import dqn, export, export_c, intpolicy, tabular
 from policy.bandwidth import Bandwidth
 from policy.costs import CostModel
+from policy.edgeload import EdgeLoad
 from policy.env import EnvConfig, TraceEnv
 from policy.threshold import EXIT, OFFLOAD, STAY, DeviceState, ThresholdPolicy
 from tests.test_build import cache, tiny_arch, tiny_model  # noqa: F401 (fixtures)
@@ -29,19 +30,21 @@ int main(void) {
   int i, v, c;
   int8_t logits[64];
   ee_policy_state s;
-  unsigned long t, e, left, bw;
+  unsigned long t, e, left, bw, wait, pace;
   while (scanf("%d %d", &s.exit_index, &s.num_classes) == 2) {
     for (i = 0; i < s.num_classes; ++i) {
       if (scanf("%d", &v) != 1) return 1;
       logits[i] = (int8_t)v;
     }
-    if (scanf("%lu %lu %lu %lu %d", &t, &e, &left, &bw, &c) != 5) return 1;
+    if (scanf("%lu %lu %lu %lu %d %lu %lu", &t, &e, &left, &bw, &c, &wait, &pace) != 7) return 1;
     s.logits = logits;
     s.time_spent_us = (uint32_t)t;
     s.energy_spent_uj = (uint32_t)e;
     s.deadline_left_us = (uint32_t)left;
     s.bandwidth_bps = (uint32_t)bw;
     s.can_offload = (uint8_t)c;
+    s.edge_wait_us = (uint32_t)wait;
+    s.battery_pace_uj = (uint32_t)pace;
     printf("%d %u\n", ee_policy_decide(&s), (unsigned)ee_policy_confidence_q15(s.exit_index, logits, s.num_classes));
   }
   return 0;
@@ -64,11 +67,16 @@ def _costs() -> CostModel:
     return CostModel((1_000_000,) * 3, (1000, 1000, 0), 2, (boards.load("nano33"), boards.load("edge-pc")))
 
 
-def _env(traces, seed=0, order=True) -> TraceEnv:
+def _env(traces, seed=0, order=True, battery=True) -> TraceEnv:
+    """Outages, a shared edge whose wait varies around the deadline and (``battery``) a day's battery that binds."""
     costs = _costs()
-    cfg = EnvConfig(beta=3.0, deadline_s=3 * costs.compute_seconds(0, 0), offload_at_split=True)
-    bw = Bandwidth("walk", costs.tiers[0].links[0].bandwidth_bps, seed=seed)
-    return TraceEnv(traces, costs, cfg, bw, order=np.arange(len(traces.label)) if order else None, seed=seed)
+    battery_mj = 40 * 1.2 * costs.energy_unit_mj if battery else float("inf")
+    deadline = 3 * costs.compute_seconds(0, 0)
+    cfg = EnvConfig(beta=3.0, deadline_s=deadline, offload_at_split=True, battery_mj=battery_mj, day_requests=40)
+    bw = Bandwidth("gilbert", costs.tiers[0].links[0].bandwidth_bps, seed=seed)
+    edge = EdgeLoad(60, deadline / 4, seed)
+    order = np.arange(len(traces.label)) if order else None
+    return TraceEnv(traces, costs, cfg, bw, order=order, seed=seed, edge=edge)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +106,8 @@ def _random_states(n=400, seed=3) -> list[DeviceState]:
             int(rng.choice([0, 1000, 50_000, 200_000, 0xFFFFFFFF])),
             int(rng.choice([0, 1, 9600, 1_000_000, 4_000_000_000])),
             bool(rng.integers(0, 2)),
+            int(rng.choice([0, 1000, 100_000, 0xFFFFFFFF])),
+            int(rng.choice([0, 500, 5000, 0xFFFFFFFF])),
         )
         for _ in range(n)
     ]
@@ -116,7 +126,7 @@ def _run_c(policy_c: str, states: list[DeviceState], tmp: Path) -> list[str]:
     assert build.returncode == 0, build.stderr
     lines = "".join(
         f"{s.exit} {len(s.logits)} {' '.join(str(int(v)) for v in s.logits)} {s.time_spent_us} {s.energy_spent_uj}"
-        f" {s.deadline_left_us} {s.bandwidth_bps} {int(s.can_offload)}\n"
+        f" {s.deadline_left_us} {s.bandwidth_bps} {int(s.can_offload)} {s.edge_wait_us} {s.battery_pace_uj}\n"
         for s in states
     )
     return subprocess.run([str(tmp / "harness")], input=lines, capture_output=True, text=True, check=True).stdout.split(
@@ -152,7 +162,7 @@ def test_integer_features_follow_the_float_observation(learned):
 
 
 def test_exported_mask_is_the_environments(learned):
-    env = _env(_toy(seed=1), seed=2)
+    env = _env(_toy(seed=1), seed=2, battery=False)  # the device's mask has no battery limit (its pace is a feature)
     exported = learned[0]["dqn"][1]
     for _ in range(100):
         env.reset()

@@ -228,7 +228,7 @@ static void script(int k, const int8_t logits[4]) { memcpy(runner.logits[k], log
 
 /* The fixture's threshold policy at exit k (it reads only the exit and its logits). */
 static int decide(int k, const int8_t logits[4]) {
-  ee_policy_state s = {0, NULL, 4, 0, 0, 0, 0, 1};
+  ee_policy_state s = {0, NULL, 4, 0, 0, 0, 0, 1, 0, UINT32_MAX};
   s.exit_index = k;
   s.logits = logits;
   return ee_policy_decide(&s);

@@ -106,7 +106,7 @@ void CheckSlices() {
 // else the last device exit; the first maximal logit there. The fixture's threshold policy reads
 // only the exit and its logits, so the state's time and energy fields stay 0.
 void ExpectedAnswer(unsigned s, unsigned* label, unsigned* exit) {
-  ee_policy_state state = {0, nullptr, EE_NUM_CLASSES, 0, 0, 0, 0, 0};  // demo mode: no edge to offload to
+  ee_policy_state state = {0, nullptr, EE_NUM_CLASSES, 0, 0, 0, 0, 0, 0, UINT32_MAX};  // demo mode: no edge to offload to
   int k = 0;
   for (; k < EE_DEVICE_SLICES - 1; ++k) {
     state.exit_index = k;

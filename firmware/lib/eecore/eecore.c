@@ -121,6 +121,8 @@ static int decide(const eec_ctx *ctx, int k) {
   s.energy_spent_uj = (uint32_t)((uint64_t)spent * ctx->cfg.active_power_uw / 1000000u);
   s.deadline_left_us = budget > spent ? budget - spent : 0;
   s.bandwidth_bps = 0;
+  s.edge_wait_us = 0;               /* not reported by the edge yet (issue 15, item 3) */
+  s.battery_pace_uj = UINT32_MAX;   /* no battery budget */
   s.can_offload = (uint8_t)(ctx->acknowledged && EE_DEVICE_SLICES < EE_NUM_SLICES);
   return ee_policy_decide(&s);
 }
