@@ -32,7 +32,7 @@ def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, caps
     summary = json.loads(out.read_text())
     assert set(summary) == {
         "samples", "answered", "duplicates", "accuracy", "offline_accuracy", "decisions_match",
-        "offload_rate", "bytes_sent", "latency_ms", "faults",
+        "answers_by_tier", "offload_rate", "bytes_sent", "latency_ms", "faults",
     }  # fmt: skip
     _exactly_once(summary)
     assert summary["decisions_match"] is True and summary["accuracy"] == summary["offline_accuracy"]
