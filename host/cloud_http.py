@@ -65,9 +65,10 @@ class HttpCloudClient:
         self._next_id = (self._next_id + 1) & 0xFFFF
         try:
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=max(timeout, 0.001))
-                self.conn.connect()
-            self.conn.sock.settimeout(max(end - time.monotonic(), 0.001))
+                self.conn = http.client.HTTPConnection(self.host, self.port)
+            self.conn.timeout = max(timeout, 0.001)  # (re)connecting: the server may close a kept-alive connection
+            if self.conn.sock is not None:
+                self.conn.sock.settimeout(self.conn.timeout)
             self.conn.request("POST", self.path, encode(message, self._next_id), self.headers)
             response = self.conn.getresponse()
             body = response.read()

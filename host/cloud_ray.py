@@ -25,6 +25,7 @@ ROUTE = "/offload"
 APP = "earlyexit-cloud"
 HASH_HEADER = "x-model-hash"
 FRAME_TYPE = "application/octet-stream"
+HEALTH_CHECK_S = 2.0  # a dead replica is replaced within about this (Serve's default: 10 s)
 OBJECT_STORE_BYTES = 100 * 1024**2  # Ray's minimum is 75 MiB; the frames are small
 
 
@@ -114,6 +115,7 @@ def deploy(bundle: Bundle, opts: RayOptions) -> str:
     app = deployment.options(
         max_ongoing_requests=max(2 * opts.max_batch, 8),
         ray_actor_options={"num_cpus": opts.replica_cpus},
+        health_check_period_s=HEALTH_CHECK_S,
         **scaling,
     ).bind(bundle, opts.token, opts.max_batch, opts.batch_wait_ms / 1e3)
     serve.start(http_options={"host": opts.host, "port": opts.port})

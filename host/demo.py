@@ -4,7 +4,8 @@
 
     simulator on ptyA  <->  ptyA master  <- relay (faults) ->  ptyB master  <->  bridge --port ptyB (a process)
 
-The simulator (and the cloud tier, when asked) run in threads of this process; the bridge
+The simulator (and the cloud tier, when asked: a TCP server thread, or a local Ray Serve
+deployment with ``cloud_engine="ray"``) run in this process; the bridge
 is a ``python -m host bridge`` process (so that it can be killed), fed the samples as JSON
 request lines; its answer records are compared with the offline evaluation of the same
 samples. With a ``port`` the same runs against a flashed board (no simulator, no relay); with
