@@ -192,7 +192,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(
         f"{summary['answered']}/{summary['samples']} answered, {summary['duplicates']} duplicates, accuracy "
         f"{summary['accuracy']:.4f} (offline {summary['offline_accuracy']:.4f}), decisions match: "
-        f"{summary['decisions_match']}, offload rate {summary['offload_rate']:.3f}, p50 "
+        f"{summary['decisions_match']}, answers by tier {summary['answers_by_tier']}, offload rate "
+        f"{summary['offload_rate']:.3f}, p50 "
         f"{summary['latency_ms']['p50']} ms; wrote {args.json}"
     )
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from host import demo
 from host.cloud_http import HttpCloudClient
 from host.edge import EdgeService
 from host.protocol import MAX_FRAME, Result, Tier, encode
@@ -54,6 +55,14 @@ def test_the_ray_cloud_command_serves_until_ctrl_c(bundle, offloads, tmp_path): 
     text = log.read_text()
     assert "Traceback" not in text and "stopped" in text, text
     assert all(" host" in line for line in text.splitlines() if line and not line.startswith("serving on")), text
+
+
+def test_demo_with_the_ray_cloud_matches_offline(bundle):  # noqa: F811
+    opts = demo.DemoOptions(samples=16, cloud=True, cloud_engine="ray", edge_slices=1, deadline_ms=3000)
+    summary = demo.run(bundle, opts)
+    assert summary["answered"] == 16 and summary["duplicates"] == 0 and summary["decisions_match"] is True
+    by_tier = summary["answers_by_tier"]
+    assert sum(by_tier.values()) == 16 and min(by_tier.values()) > 0, by_tier
 
 
 def _post(url, body, headers):
