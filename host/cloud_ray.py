@@ -80,7 +80,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     local = address is None
     ray.init(
-        address=address,
+        address=address or "local",  # without an address: a new local instance, never one found running
         num_cpus=num_cpus if local else None,
         object_store_memory=OBJECT_STORE_BYTES if local else None,
         include_dashboard=False if local else None,
