@@ -13,12 +13,11 @@ from pathlib import Path
 
 from earlyexit.data import DataError
 from host import bundle as bundles
-from host import demo
+from host import cloud_ray, demo
 from host.bridge import Bridge
 from host.bundle import BundleError
 from host.cloud import CloudServer
 from host.cloud_http import connect, read_token, require_token
-from host.cloud_ray import RayUnavailable
 from host.edge import EdgeService
 from host.link import open_serial
 from host.ports import PortError, host_port, loopback, resolve
@@ -146,8 +145,6 @@ def _autoscale(text: str) -> tuple[int, int]:
 
 
 def _cloud_ray(args: argparse.Namespace) -> None:
-    from host import cloud_ray
-
     host, port = host_port(args.listen)
     token = read_token(args.token_file)
     require_token(host, token, "--listen")
@@ -288,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except KeyboardInterrupt:
         log.info("stopped")
-    except (BundleError, PortError, demo.DemoError, DataError, RayUnavailable, ValueError, OSError) as err:
+    except (BundleError, PortError, demo.DemoError, DataError, cloud_ray.RayUnavailable, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
