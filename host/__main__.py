@@ -13,13 +13,14 @@ from pathlib import Path
 
 from earlyexit.data import DataError
 from host import bundle as bundles
-from host import demo
+from host import cloud_ray, demo
 from host.bridge import Bridge
 from host.bundle import BundleError
-from host.cloud import CloudClient, CloudServer
+from host.cloud import CloudServer
+from host.cloud_http import connect, read_token, require_token
 from host.edge import EdgeService
 from host.link import open_serial
-from host.ports import PortError, loopback, resolve
+from host.ports import PortError, host_port, loopback, resolve
 from host.simulator import DEFAULT_DEADLINE_MS, Simulator
 
 log = logging.getLogger("host")
@@ -60,15 +61,22 @@ def _printer():
 def cmd_bridge(args: argparse.Namespace) -> None:
     if args.max_tries < 1:
         raise ValueError(f"--max-tries {args.max_tries}: a request needs at least 1 try")
-    cloud = loopback(args.cloud) if args.cloud else None
     b = bundles.load(args.bundle)
-    edge_slices = _edge_slices(b, cloud is not None, args.edge_slices)
+    token = read_token(args.token_file)
+    if args.cloud:
+        connect(args.cloud, b.model_hash, token)  # a bad address fails here, before any port is opened
+    edge_slices = _edge_slices(b, args.cloud is not None, args.edge_slices)
     ports = resolve(args.port)
     requests = (sys.stdin if args.requests == "-" else open(args.requests)) if args.requests else None
     bridge = Bridge(
         b,
         ports,
-        lambda: EdgeService(b, CloudClient(*cloud) if cloud else None, edge_slices, args.edge_kernels == "optimized"),
+        lambda: EdgeService(
+            b,
+            connect(args.cloud, b.model_hash, token) if args.cloud else None,
+            edge_slices,
+            args.edge_kernels == "optimized",
+        ),
         _printer(),
         args.baud,
         args.answer_timeout,
@@ -104,6 +112,12 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_cloud(args: argparse.Namespace) -> None:
+    if args.engine == "ray":
+        _cloud_ray(args)
+        return
+    ray_only = [o for o, v in _RAY_OPTIONS.items() if getattr(args, v) is not None]
+    if ray_only:
+        raise ValueError(f"{', '.join(ray_only)} need --engine ray (the TCP engine is one loopback process)")
     address = loopback(args.listen)
     server = CloudServer(bundles.load(args.bundle), address)
     host, port = server.server_address[:2]
@@ -112,6 +126,46 @@ def cmd_cloud(args: argparse.Namespace) -> None:
         server.serve_forever(poll_interval=0.1)
     finally:
         server.close()
+
+
+_RAY_OPTIONS = {
+    "--address": "address",
+    "--replicas": "replicas",
+    "--autoscale": "autoscale",
+    "--max-batch": "max_batch",
+    "--batch-wait-ms": "batch_wait_ms",
+    "--token-file": "token_file",
+}
+
+
+def _autoscale(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("..")
+    if not (sep and low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high)):
+        raise ValueError(f"--autoscale {text!r}: expected MIN..MAX replicas, 1 <= MIN <= MAX (e.g. 1..4)")
+    return int(low), int(high)
+
+
+def _cloud_ray(args: argparse.Namespace) -> None:
+    host, port = host_port(args.listen)
+    token = read_token(args.token_file)
+    require_token(host, token, "--listen")
+    if args.replicas is not None and args.autoscale is not None:
+        raise ValueError("--replicas and --autoscale both size the deployment: drop one")
+    replicas = 1 if args.replicas is None else args.replicas
+    autoscale = _autoscale(args.autoscale) if args.autoscale else None
+    max_batch = 8 if args.max_batch is None else args.max_batch
+    wait_ms = 2.0 if args.batch_wait_ms is None else args.batch_wait_ms
+    if replicas < 1 or max_batch < 1 or wait_ms < 0:
+        raise ValueError("--replicas and --max-batch take 1 or more, --batch-wait-ms 0 or more")
+    b = bundles.load(args.bundle)
+    opts = cloud_ray.RayOptions(host, port or cloud_ray.free_port(host), replicas, autoscale, max_batch, wait_ms, token)
+    local = cloud_ray.start_ray(args.address, num_cpus=autoscale[1] if autoscale else replicas)
+    try:
+        log.info("deploying %s on Ray Serve (%s)", b.root, args.address or "a local Ray instance")
+        print(f"serving on {cloud_ray.deploy(b, opts)}", flush=True)
+        threading.Event().wait()
+    finally:
+        cloud_ray.stop_ray(local)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -123,6 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         data_dir=args.data_dir,
         faults=faults,
         cloud=args.cloud,
+        cloud_engine=args.cloud_engine,
         edge_slices=edge_slices,
         deadline_ms=args.deadline_ms,
         port=args.port,
@@ -137,8 +192,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(
         f"{summary['answered']}/{summary['samples']} answered, {summary['duplicates']} duplicates, accuracy "
         f"{summary['accuracy']:.4f} (offline {summary['offline_accuracy']:.4f}), decisions match: "
-        f"{summary['decisions_match']}{f' ({len(differ)} differ: {why})' if differ else ''}, offload rate "
-        f"{summary['offload_rate']:.3f}, p50 {summary['latency_ms']['p50']} ms; wrote {args.json}"
+        f"{summary['decisions_match']}{f' ({len(differ)} differ: {why})' if differ else ''}, answers by tier "
+        f"{summary['answers_by_tier']}, offload rate {summary['offload_rate']:.3f}, p50 "
+        f"{summary['latency_ms']['p50']} ms; wrote {args.json}"
     )
     for d in differ[:SHOWN_DIFFERENCES]:
         print(f"  request {d['request_id']}: {d['reason']}: {d['detail']}")
@@ -155,7 +211,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--bundle", required=True, help=bundle_help)
     b.add_argument("--port", action="append", required=True, help="serial port, pty, pyserial URL or auto (repeatable)")
     b.add_argument("--baud", type=int, default=115200, help="default %(default)s")
-    b.add_argument("--cloud", metavar="HOST:PORT", help="cloud tier to offload to (loopback only)")
+    b.add_argument(
+        "--cloud",
+        metavar="URL",
+        help="cloud tier to offload to: HOST:PORT or tcp://HOST:PORT (the TCP engine, loopback only) or "
+        "http://HOST:PORT/offload (the Ray engine)",
+    )
+    b.add_argument("--token-file", help="the Ray cloud's shared token (needed for a non-loopback --cloud)")
     b.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs before offloading (default 0)")
     b.add_argument("--requests", metavar="FILE|-", help="JSON lines of INFER requests; exit once all are answered")
     b.add_argument("--answer-timeout", type=float, default=5.0, help="seconds before resending an INFER (default 5)")
@@ -178,9 +240,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_simulate)
 
-    c = sub.add_parser("cloud", help="serve OFFLOAD requests over TCP on a loopback address")
+    c = sub.add_parser("cloud", help="serve OFFLOAD requests: over TCP on a loopback address, or on Ray Serve")
     c.add_argument("--bundle", required=True, help=bundle_help)
-    c.add_argument("--listen", required=True, metavar="HOST:PORT", help="loopback address (port 0: any free port)")
+    c.add_argument(
+        "--listen",
+        required=True,
+        metavar="HOST:PORT",
+        help="address to serve on (port 0: any free port); tcp: loopback only; ray: any, with --token-file unless "
+        "loopback",
+    )
+    c.add_argument("--engine", choices=("tcp", "ray"), default="tcp", help="tcp: this process (default); ray: Serve")
+    c.add_argument("--address", help="ray: the cluster to join (auto, ray://HOST:PORT; default: start a local one)")
+    c.add_argument("--replicas", type=int, help="ray: replicas (default 1)")
+    c.add_argument("--autoscale", metavar="MIN..MAX", help="ray: autoscale between MIN and MAX replicas")
+    c.add_argument("--max-batch", type=int, help="ray: offloads continued together at most (default 8; 1: none)")
+    c.add_argument("--batch-wait-ms", type=float, help="ray: how long a batch waits to fill (default 2)")
+    c.add_argument("--token-file", help="ray: shared token the bridges must send (needed off loopback)")
     c.set_defaults(func=cmd_cloud)
 
     d = sub.add_parser("demo", help="simulator + bridge (+ cloud) over pseudo-terminals, compared with offline")
@@ -190,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--faults", help=f"comma-separated: {', '.join(demo.FAULTS)}")
     d.add_argument("--cloud", action="store_true", help="also start a cloud tier")
     d.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs (default 0)")
+    d.add_argument(
+        "--cloud-engine", choices=("tcp", "ray"), default="tcp", help="with --cloud: the cloud's engine (default tcp)"
+    )
     d.add_argument(
         "--deadline-ms",
         type=float,
@@ -219,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except KeyboardInterrupt:
         log.info("stopped")
-    except (BundleError, PortError, demo.DemoError, DataError, ValueError, OSError) as err:
+    except (BundleError, PortError, demo.DemoError, DataError, cloud_ray.RayUnavailable, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

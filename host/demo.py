@@ -4,7 +4,8 @@
 
     simulator on ptyA  <->  ptyA master  <- relay (faults) ->  ptyB master  <->  bridge --port ptyB (a process)
 
-The simulator (and the cloud tier, when asked) run in threads of this process; the bridge
+The simulator (and the cloud tier, when asked: a TCP server thread, or a local Ray Serve
+deployment with ``cloud_engine="ray"``) run in this process; the bridge
 is a ``python -m host bridge`` process (so that it can be killed), fed the samples as JSON
 request lines; its answer records are compared with the offline evaluation of the same
 samples. With a ``port`` the same runs against a flashed board (no simulator, no relay); with
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts.protocol import MsgType
+from contracts.protocol import MsgType, Tier
 from earlyexit import data
 from host import differences, offline, ports, qemu
 from host.bundle import Bundle
@@ -55,6 +56,7 @@ class DemoOptions:
     data_dir: str | None = None
     faults: frozenset[str] = frozenset()
     cloud: bool = False
+    cloud_engine: str = "tcp"  # "tcp": the in-process server; "ray": a local Ray Serve deployment (host/cloud_ray.py)
     edge_slices: int = 0
     deadline_ms: float = DEFAULT_DEADLINE_MS
     port: str | None = None  # a real board instead of the simulator
@@ -152,6 +154,7 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self.failure: Exception | None = None
         self.cloud: CloudServer | None = None
+        self.ray_local: bool | None = None  # the Ray engine runs: whether its cluster is ours to stop
         self.relay: Relay | None = None
         self.fds: list[int] = []
         self.emulator: qemu.Emulator | None = None
@@ -161,10 +164,7 @@ class _Run:
         self.bridge_args = ["bridge", "--bundle", str(self.bundle.root), "--requests", "-", "--baud", str(opts.baud)]
         self.bridge_args += ["--answer-timeout", str(self.answer_timeout), "--max-tries", str(TRIES)]
         if opts.cloud:
-            self.cloud = CloudServer(self.bundle, ("127.0.0.1", 0))
-            self._thread(self.cloud.serve_forever, poll_interval=0.05)
-            host, port = self.cloud.server_address[:2]
-            self.bridge_args += ["--cloud", f"{host}:{port}", "--edge-slices", str(opts.edge_slices)]
+            self.bridge_args += ["--cloud", self._start_cloud(), "--edge-slices", str(opts.edge_slices)]
         if opts.port is not None:
             self.bridge_args += ["--port", opts.port]
         elif opts.target == "qemu":
@@ -179,6 +179,18 @@ class _Run:
             self._thread(self._simulate, dev_path)
             self.bridge_args += ["--port", edge_path]
         self._start_bridge(list(self.requests))
+
+    def _start_cloud(self) -> str:
+        """The cloud tier of the chosen engine, started; returns the bridge's ``--cloud``."""
+        if self.opts.cloud_engine == "ray":
+            from host import cloud_ray
+
+            self.ray_local = cloud_ray.start_ray(num_cpus=1)
+            return cloud_ray.deploy(self.bundle, cloud_ray.RayOptions(port=cloud_ray.free_port("127.0.0.1")))
+        self.cloud = CloudServer(self.bundle, ("127.0.0.1", 0))
+        self._thread(self.cloud.serve_forever, poll_interval=0.05)
+        host, port = self.cloud.server_address[:2]
+        return f"{host}:{port}"
 
     def _thread(self, target, *args, **kwargs) -> None:
         def run() -> None:
@@ -267,6 +279,10 @@ class _Run:
         if self.cloud is not None:
             self.cloud.shutdown()
             self.cloud.close()
+        if self.ray_local is not None:
+            from host import cloud_ray
+
+            cloud_ray.stop_ray(self.ray_local)
         for thread in self.threads:
             thread.join(timeout=5)
         if self.relay is not None:
@@ -283,6 +299,8 @@ def run(bundle: Bundle, opts: DemoOptions) -> dict:
         )
     if opts.port is not None and opts.target == "qemu":
         raise DemoError("--port and --target qemu both name the device: drop one")
+    if opts.cloud_engine not in ("tcp", "ray"):
+        raise DemoError(f"cloud engine {opts.cloud_engine!r}: choose tcp or ray")
     unknown = set(opts.faults) - set(FAULTS)
     if unknown:
         raise DemoError(f"unknown fault(s) {', '.join(sorted(unknown))}; choose from {', '.join(FAULTS)}")
@@ -343,6 +361,7 @@ def _summary(demo: _Run, labels: np.ndarray, reference: list[offline.Decision]) 
         "offline_accuracy": float(np.mean([d.label == y for d, y in zip(reference, labels)])),
         "decisions_match": not differ,
         "differences": {"counts": differences.counts(differ), "requests": [x.to_json() for x in differ]},
+        "answers_by_tier": {t.name.lower(): sum(r["tier"] == t.name.lower() for r in answered) for t in Tier},
         "offload_rate": float(np.mean([r["tier"] != "device" or r["fallback"] for r in answered])) if answered else 0.0,
         "bytes_sent": int(sum(r.get("bytes", 0) for r in answered)),
         "latency_ms": {

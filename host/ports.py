@@ -48,16 +48,25 @@ def resolve(ports: list[str]) -> list[str]:
     return list(dict.fromkeys(p for name in ports for p in (found if name == "auto" else [name])))
 
 
+def host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT``) -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise PortError(f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:7878")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address (127.0.0.0/8, ::1)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def loopback(address: str) -> tuple[str, int]:
     """``HOST:PORT`` -> (host, port), refusing anything but a loopback address."""
-    host, sep, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise PortError(f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:7878")
-    try:
-        loop = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loop = False
-    if not loop:
+    host, port = host_port(address)
+    if not is_loopback(host):
         raise PortError(f"{address!r}: only loopback addresses are allowed (127.0.0.0/8, ::1, localhost)")
-    return ("127.0.0.1" if host == "localhost" else host), int(port)
+    return ("127.0.0.1" if host == "localhost" else host), port

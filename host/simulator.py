@@ -117,15 +117,21 @@ class Simulator:
         self.link.write(b"\x00")
         self._hello()
         while not stop.is_set():
-            for item in self.link.receive_all(self._read_timeout()):
+            items = self.link.receive_all(self._read_timeout())
+            self._expire()  # first, as eec_poll checks its timer: an answer read after the budget is late
+            for item in items:
                 if isinstance(item, Frame):
                     self._handle(item)
                 else:
                     self._answer_dropped(item)
-            late = self.waiting
-            if late is not None and time.monotonic() - late.started >= self.budget_s:
-                log.info("request %d: no edge answer in time, answering from exit %d", late.request_id, late.local.exit)
-                self._finish(late, replace(late.local, fallback=True))
+            self._expire()
+
+    def _expire(self) -> None:
+        """Answer the request waiting for the edge from its own exit once its budget has passed."""
+        late = self.waiting
+        if late is not None and time.monotonic() - late.started >= self.budget_s:
+            log.info("request %d: no edge answer in time, answering from exit %d", late.request_id, late.local.exit)
+            self._finish(late, replace(late.local, fallback=True))
 
     def _read_timeout(self) -> float:
         """Wake up for the budget of the request waiting for the edge, as the firmware's eec_poll would."""

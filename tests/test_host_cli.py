@@ -100,6 +100,21 @@ def _exit_code(argv: list[str]) -> int:
         (["bridge", "--bundle", "{bundle}"], "the following arguments are required: --port"),
         (["simulate", "--bundle", "{bundle}", "--port", "nope://x"], "invalid URL"),
         (["cloud", "--bundle", "{bundle}", "--listen", "0.0.0.0:0"], "only loopback"),
+        (["cloud", "--bundle", "{bundle}", "--listen", "0.0.0.0:0", "--engine", "ray"], "needs a shared token"),
+        (["cloud", "--bundle", "{bundle}", "--listen", "127.0.0.1:0", "--replicas", "2"], "need --engine ray"),
+        (
+            ["cloud", "--bundle", "{bundle}", "--listen", "127.0.0.1:0", "--engine", "ray", "--autoscale", "3..1"],
+            "expected MIN..MAX",
+        ),
+        (
+            ["cloud", "--bundle", "{bundle}", "--listen", "::1:0", "--engine", "ray", "--token-file", "{tmp}/x"],
+            "token file",
+        ),
+        (
+            ["bridge", "--bundle", "{bundle}", "--port", "loop://", "--cloud", "http://10.1.2.3:8000/offload"],
+            "needs a shared token",
+        ),
+        (["bridge", "--bundle", "{bundle}", "--port", "loop://", "--cloud", "ray://10.1.2.3:10001"], "HTTP proxy"),
         (["demo", "--bundle", "{bundle}", "--samples", "0", "--json", "{tmp}/d.json"], "--samples 0"),
         (["demo", "--bundle", "{bundle}", "--samples", "2", "--faults", "fire", "--json", "{tmp}/d.json"], "fire"),
         (

@@ -32,7 +32,7 @@ def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, caps
     summary = json.loads(out.read_text())
     assert set(summary) == {
         "samples", "answered", "duplicates", "accuracy", "offline_accuracy", "decisions_match",
-        "offload_rate", "bytes_sent", "latency_ms", "faults", "differences",
+        "answers_by_tier", "offload_rate", "bytes_sent", "latency_ms", "faults", "differences",
     }  # fmt: skip
     _exactly_once(summary)
     assert summary["decisions_match"] is True and summary["accuracy"] == summary["offline_accuracy"]
@@ -40,7 +40,7 @@ def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, caps
     assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
     assert summary["faults"] == {"kinds": [], "frames_damaged": 0, "bridge_restarts": 0, "fallback_answers": 0}
     assert summary["differences"] == {"counts": {}, "requests": []}
-    assert "decisions match: True, offload rate" in capsys.readouterr().out
+    assert "decisions match: True, answers by tier" in capsys.readouterr().out
 
 
 def test_the_demo_lists_the_requests_that_differ_and_why(bundle, tmp_path, capsys):
@@ -55,7 +55,7 @@ def test_the_demo_lists_the_requests_that_differ_and_why(bundle, tmp_path, capsy
     assert summary["differences"]["counts"] == {"fallback": len(offloaded)}
     assert [d["request_id"] for d in summary["differences"]["requests"]] == offloaded
     lines = capsys.readouterr().out.splitlines()
-    assert f"decisions match: False ({len(offloaded)} differ: {len(offloaded)} fallback), offload rate" in lines[0]
+    assert f"decisions match: False ({len(offloaded)} differ: {len(offloaded)} fallback), answers by tier" in lines[0]
     first = summary["differences"]["requests"][0]
     assert lines[1] == f"  request {offloaded[0]}: fallback: {first['detail']}"
     assert first["detail"].startswith(

@@ -116,4 +116,4 @@ def test_the_default_bundle_decides_as_offline_at_the_default_deadline(tmp_path:
             [*demo, "--json", str(tmp_path / f"{target}.json")], cwd=ROOT, capture_output=True, text=True
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "50/50 answered" in proc.stdout and "decisions match: True, offload rate" in proc.stdout, proc.stdout
+        assert "50/50 answered" in proc.stdout and "decisions match: True, answers by tier" in proc.stdout, proc.stdout
