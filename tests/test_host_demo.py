@@ -44,8 +44,9 @@ def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, caps
 
 
 def test_the_demo_lists_the_requests_that_differ_and_why(bundle, tmp_path, capsys):
-    """A budget 0.5 ms past slice 1 on the board's clock: no edge answer comes back in time over the ptys."""
-    deadline_ms = (bundle.device_slice_us()[0] + MARGIN_US + 500) / 1e3
+    """A budget 10 us past slice 1 on the board's clock: no edge answer can come back in time over the ptys
+    (a round trip through the bridge process takes hundreds of microseconds)."""
+    deadline_ms = (bundle.device_slice_us()[0] + MARGIN_US + 10) / 1e3
     argv = ["demo", "--bundle", str(bundle.root), "--samples", str(SAMPLES), "--deadline-ms", str(deadline_ms)]
     assert main([*argv, "--json", str(tmp_path / "d.json")]) == 0
     summary = json.loads((tmp_path / "d.json").read_text())
@@ -60,7 +61,7 @@ def test_the_demo_lists_the_requests_that_differ_and_why(bundle, tmp_path, capsy
     assert lines[1] == f"  request {offloaded[0]}: fallback: {first['detail']}"
     assert first["detail"].startswith(
         f"the device offloaded after exit 1 and answered itself from there with the fallback flag (no edge answer "
-        f"within its {(bundle.device_slice_us()[0] + 500) / 1e3:g} ms budget); the reference, on a perfect link, "
+        f"within its {(bundle.device_slice_us()[0] + 10) / 1e3:g} ms budget); the reference, on a perfect link, "
         "answered at exit"
     )
 
