@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.protocol import ErrorCode, FrameReader, Hello, HelloAck, Offload, Ping, Pong, Result, encode
 from converter import verify
-from converter.threshold import EXIT
 from earlyexit import data
 from host import bundle as bundles
-from host.protocol import ErrorCode, FrameReader, Hello, HelloAck, Offload, Ping, Pong, Result, encode
+from policy.threshold import EXIT
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = "python -m converter build --board nano33 --device-slices 1 --out build/bench-offload"

@@ -41,8 +41,8 @@ print('calibrated betas:', calibrated_betas(fit))"
     $PY -c "
 import json
 from pathlib import Path
-from converter import policy_export_c
-from converter.threshold import ThresholdPolicy
+from policy import export_c
+from policy.threshold import ThresholdPolicy
 from policy import costs, export
 bundle = Path('build/bench-cifar10')
 manifest = json.loads((bundle / 'manifest.json').read_text())
@@ -50,11 +50,11 @@ scales = [s['outputs']['logits']['scale'] for s in manifest['slices']]
 model = costs.from_manifest(bundle / 'manifest.json')
 out = Path('build/policy/size')
 out.mkdir(parents=True, exist_ok=True)
-(out / 'ee_policy.h').write_text(policy_export_c.header(''))
-(out / 'threshold.c').write_text(policy_export_c.source('', ThresholdPolicy.build(scales, [0.9] * len(scales), model.device_slices)))
+(out / 'ee_policy.h').write_text(export_c.header(''))
+(out / 'threshold.c').write_text(export_c.source('', ThresholdPolicy.build(scales, [0.9] * len(scales), model.device_slices)))
 for kind in ('dqn', 'tabular'):
     exported = export.export_file(Path(f'build/policy/cifar10-{kind}.policy'), model, scales, len(manifest['model']['classes']))
-    (out / f'{kind}.c').write_text(policy_export_c.source('', exported))"
+    (out / f'{kind}.c').write_text(export_c.source('', exported))"
     for name in threshold dqn tabular; do
       (cd build/policy/size && arm-none-eabi-gcc -std=c99 -Wall -Wextra -Werror -pedantic -Os -mcpu=cortex-m4 -mthumb \
         -mfloat-abi=hard -mfpu=fpv4-sp-d16 -fstack-usage -c $name.c -o $name.o &&

@@ -5,21 +5,24 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from converter import boards, codegen, native, policy_export, report, verify
+from contracts import boards
+from contracts.manifest import VERSION, write_manifest
+from contracts.placement import Fit, PlacementError, SliceNeeds, empty_device, over_deadline, place
+from converter import codegen, native, report, verify
 from converter.errors import ConvertError
-from converter.placement import Fit, SliceNeeds, place
 from converter.slicing import IntSlice, convert
-from converter.threshold import ThresholdPolicy
 from earlyexit import checkpoint, data, traces
 from earlyexit.profile import exit_costs
+from policy import intpolicy
+from policy.threshold import ThresholdPolicy
 
-MANIFEST_VERSION = 1
 CALIBRATION_SAMPLES = 200
 DEFAULT_THRESHOLD = 0.9
 
@@ -38,7 +41,9 @@ class BuildOptions:
     policy: str = "threshold"  # the device's: threshold, dqn, tabular or a `policy train --out` file
     policy_beta: float | None = None  # dqn / tabular learned here: default the calibrated beta (policy/embed.py)
     policy_episodes: int = 10_000  # dqn / tabular learned here
+    policy_class_weights: str | None = None  # dqn / tabular learned here: `policy train --class-weights` W
     runtime: str = "tflm"  # or "native" (docs/native.md)
+    allow_empty_device: bool = False  # build an edge-only bundle when no slice fits (else an error)
 
 
 def _samples(ckpt: checkpoint.Checkpoint, opts: BuildOptions) -> tuple[np.ndarray, data.Dataset]:
@@ -75,8 +80,17 @@ def _sha256(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
-def run(opts: BuildOptions, say=print) -> dict:
-    """Build everything for ``opts.board``; returns the manifest (also written to disk)."""
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def run(opts: BuildOptions, say=print, warn=_warn, progress: bool | None = None) -> dict:
+    """Build everything for ``opts.board``; returns the manifest (also written to disk).
+
+    ``say`` prints the step lines; ``progress`` (None: when stderr is a terminal) adds bars on stderr.
+    Stops with a :class:`ConvertError` when no slice fits the device (unless ``opts.allow_empty_device``);
+    ``warn`` gets the one-line warning when the device slices take longer than the firmware's default deadline.
+    """
     t0 = time.perf_counter()
     stage = iter(range(1, 7))
 
@@ -92,11 +106,12 @@ def run(opts: BuildOptions, say=print) -> dict:
         ckpt = checkpoint.load(opts.model)
     except checkpoint.CheckpointError as err:
         raise ConvertError(str(err)) from None
+    weights = _class_weights(opts, ckpt)
     calibration, evaluation = _samples(ckpt, opts)
     step(f"converting {ckpt.arch.num_exits} slices to int8 (calibration: {len(calibration)} samples)")
-    slices = convert(ckpt, calibration, opts.cache_dir, progress=lambda m: say(f"      {m}"))
+    slices = convert(ckpt, calibration, opts.cache_dir, progress=progress)
     step(f"verifying the int8 chain in TFLM and LiteRT on {len(evaluation)} samples of {evaluation.name}")
-    check = _verify_cached(ckpt, slices, evaluation, opts.cache_dir)
+    check = _verify_cached(ckpt, slices, evaluation, opts.cache_dir, progress)
     step("placing slices on tiers")
     needs = [
         SliceNeeds(
@@ -108,15 +123,26 @@ def run(opts: BuildOptions, say=print) -> dict:
         )
         for s, a in zip(slices, check["arena"])
     ]
-    fit = place(needs, board, opts.device_slices)
+    try:
+        fit = place(needs, board, opts.device_slices)
+    except PlacementError as err:
+        raise ConvertError(str(err)) from None
+    if fit.device_slices == 0 and not opts.allow_empty_device:
+        raise ConvertError(empty_device(needs, board, opts.device_slices))
+    macs = [c.stage.macs + c.head.macs for c in exit_costs(ckpt.net)[: fit.device_slices]]
+    late = over_deadline([round(1e6 * board.seconds_for(m)) for m in macs], board)  # as Bundle.device_slice_us
+    if late:
+        warn(late)
     step("writing firmware sources, edge bundle, manifest and report")
     out = opts.out or Path("build") / board.name
-    manifest = _write(out, ckpt, board, edge, slices, check, fit, opts)
+    manifest = _write(out, ckpt, board, edge, slices, check, fit, opts, weights, progress)
     step(f"done: {out} ({fit.device_slices} of {len(slices)} slices on {board.name})")
     return manifest
 
 
-def _verify_cached(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Dataset, cache: Path) -> dict:
+def _verify_cached(
+    ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Dataset, cache: Path, progress: bool | None
+) -> dict:
     """:func:`_verify`, reused when the model, every slice and the evaluation set are unchanged."""
     h = hashlib.sha256(ckpt.model_hash().encode())
     for s in slices:
@@ -129,17 +155,17 @@ def _verify_cached(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data
         check["lut"] = np.array(check["lut"], dtype=np.int8)
         check["arena"] = [tuple(a) for a in check["arena"]]
         return check
-    check = _verify(ckpt, slices, ds)
+    check = _verify(ckpt, slices, ds, progress)
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**check, "lut": check["lut"].tolist()}))
     return check
 
 
-def _verify(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Dataset) -> dict:
+def _verify(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Dataset, progress: bool | None) -> dict:
     lut = verify.input_lut(ckpt.mean, ckpt.std, slices[0].input.scale, slices[0].input.zero_point)
     x = verify.quantize_images(ds.x, lut)
-    micro = verify.run_chain(slices, x, verify.tflm_runner)
-    ref = verify.run_chain(slices, x, verify.litert_runner)
+    micro = verify.run_chain(slices, x, verify.tflm_runner, "TFLM", progress)
+    ref = verify.run_chain(slices, x, verify.litert_runner, "LiteRT", progress)
     float_traces = traces.collect(ckpt, ds, progress=False)
     result = {
         "lut": lut,
@@ -161,7 +187,7 @@ def _verify(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data.Datase
     return result
 
 
-def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOptions) -> dict:
+def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOptions, weights, progress) -> dict:
     if out.exists():
         shutil.rmtree(out)
     for tier in ("device", "edge"):
@@ -171,7 +197,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
     thresholds = list(opts.thresholds or [DEFAULT_THRESHOLD] * len(slices))
     policy, policy_entry = ThresholdPolicy.build([s.logits.scale for s in slices], thresholds, d), {}
     if opts.policy != "threshold" and d:
-        policy, policy_entry = _learned_policy(out, opts, ckpt, board, slices, costs, d)
+        policy, policy_entry = _learned_policy(out, opts, ckpt, board, slices, costs, d, weights, progress)
     device_arena = max((check["arena"][k][1] for k in range(d)), default=0)
     firmware = codegen.FirmwareModel(
         model_name=Path(opts.model).stem,
@@ -217,7 +243,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
             }
         )
     manifest = {
-        "manifest_version": MANIFEST_VERSION,
+        "manifest_version": VERSION,
         "model": {
             "name": Path(opts.model).stem,
             "hash": ckpt.model_hash(),
@@ -228,6 +254,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
             "std": list(ckpt.std),
         },
         "board": board.name,
+        "board_profile_sha256": hashlib.sha256(board.path.read_bytes()).hexdigest(),  # its copy, board.toml
         "link": board.links[0].name if board.links else None,
         "edge": edge.name if edge else None,
         "device_slices": d,
@@ -247,30 +274,40 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
         },
         "slices": entries,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "board.toml").write_text(board.path.read_text())  # the host's device clock, whatever --board named
+    manifest = write_manifest(out, manifest)
     report.write(out, manifest)
     return manifest
 
 
-def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d: int):
+def _class_weights(opts: BuildOptions, ckpt: checkpoint.Checkpoint) -> tuple[float, ...]:
+    """``--policy-class-weights``, checked before anything is converted."""
+    from policy.class_weights import class_weights
+
+    if opts.policy_class_weights is not None and opts.policy not in ("dqn", "tabular"):
+        raise ConvertError("--policy-class-weights applies to a policy learned in the build: add --policy dqn|tabular")
+    return class_weights(opts.policy_class_weights, ckpt.classes, "--policy-class-weights")
+
+
+def _learned_policy(out: Path, opts: BuildOptions, ckpt, board, slices, costs, d: int, weights, progress):
     """The exported learned device policy, written to device/policy.json, and its manifest entries."""
-    from policy import costs as policy_costs
     from policy import embed
 
     trunk = tuple(int(np.prod(s.trunk.shape)) if s.trunk else 0 for s in slices)
-    macs = [c.stage.macs + c.head.macs for c in costs]
-    model = policy_costs.from_slices(macs, trunk, d, board.name, link=opts.link)
+    macs = tuple(c.stage.macs + c.head.macs for c in costs)
     chosen = embed.learned(
         opts.policy,
         ckpt,
-        model,
+        embed.Placed(macs, trunk, d, str(board.path), opts.link),
         [s.logits.scale for s in slices],
         opts.data_dir,
         opts.cache_dir,
         opts.policy_beta,
         opts.policy_episodes,
+        weights,
+        progress,
     )
-    policy_export.save(chosen.policy, out / "device" / "policy.json")
+    intpolicy.save(chosen.policy, out / "device" / "policy.json")
     return chosen.policy, {"kind": chosen.policy.kind, "device": "device/policy.json", **chosen.summary}
 
 

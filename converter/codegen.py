@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import __version__, policy_export_c
-from converter.policy_export import LearnedPolicy
+from converter import __version__
 from converter.slicing import IntSlice
 from converter.tflite import TFLM_OPS
-from converter.threshold import ThresholdPolicy
+from policy import export_c
+from policy.intpolicy import LearnedPolicy
+from policy.threshold import ThresholdPolicy
 
 
 @dataclass(frozen=True)
@@ -136,11 +137,11 @@ const int8_t ee_input_lut[EE_INPUT_C][256] = {{
 
 
 def policy_header(model: FirmwareModel) -> str:
-    return policy_export_c.header(_banner(model))
+    return export_c.header(_banner(model))
 
 
 def policy_source(model: FirmwareModel) -> str:
-    return policy_export_c.source(_banner(model), model.policy)
+    return export_c.source(_banner(model), model.policy)
 
 
 def write(model: FirmwareModel, out_dir: Path) -> list[Path]:

@@ -18,7 +18,7 @@ import numpy as np
 from converter import codegen, flatbuf, native, verify
 from converter.flatbuf import TensorInfo
 from converter.slicing import IntSlice
-from converter.threshold import ThresholdPolicy
+from policy.threshold import ThresholdPolicy
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")

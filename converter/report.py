@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -34,14 +35,42 @@ def _plot(manifest: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _policy_text(out: Path, policy: dict) -> str:
+    """What decides where: the device's policy (a learned one described as what it is) and the upper tiers'."""
+    thresholds = f"confidence thresholds per exit {policy['thresholds']}"
+    if policy["kind"] == "threshold":
+        return f"Policy embedded: {thresholds} (device and edge)."
+    device = json.loads((out / policy["device"]).read_text())
+    if policy["kind"] == "dqn":
+        sizes = [len(device["layers"][0]["weights"][0])] + [len(ly["weights"]) for ly in device["layers"]]
+        what = f"learned Q-network: int8 MLP {'-'.join(map(str, sizes))}, {len(sizes) - 2} hidden layers"
+    else:
+        what = (
+            f"learned Q-table: int16 over {len(device['table'])} confidence bins x device exit x bandwidth x time left"
+        )
+    learned = f"{policy['kind']} ({what}; {policy['source']}"
+    if "agreement" in policy:
+        learned += f"; decides like the float policy on {100 * policy['agreement']:.2f} % of device steps"
+    return f"Device policy: {learned}). The edge answers by {thresholds}."
+
+
 def write(out: Path, manifest: dict) -> None:
     _plot(manifest, out / "report.png")
     fit = manifest["fit"]
     v = manifest["verification"]
+    edge = manifest["edge"] or "edge"
+
+    def ms(s: dict, tier: str) -> str:
+        return str(s["estimated_latency_ms"]) if s["tier"] == tier and s["estimated_latency_ms"] is not None else "-"
+
+    header = (
+        "| slice | tier | bytes | TFLM arena | MACs | float % | int8 % | TFLM = LiteRT argmax % | "
+        f"est. ms on {manifest['board']} | est. ms on {edge} | ops |"
+    )
     rows = "\n".join(
         f"| {s['index']} | {s['tier']} | {s['bytes']:,} | {s['arena_bytes']:,} | {s['macs']:,} | "
         f"{100 * s['float_accuracy']:.2f} | {100 * s['int8_accuracy']:.2f} | "
-        f"{100 * s['tflm_litert_argmax_agreement']:.2f} | {s['estimated_latency_ms']} | {' '.join(s['ops'])} |"
+        f"{100 * s['tflm_litert_argmax_agreement']:.2f} | {ms(s, 'device')} | {ms(s, 'edge')} | {' '.join(s['ops'])} |"
         for s in manifest["slices"]
     )
     text = f"""# Build report: {manifest["model"]["name"]} on {manifest["board"]}
@@ -57,12 +86,12 @@ Model `{manifest["model"]["hash"][:16]}` ({manifest["model"]["arch"]}, {manifest
 Verified on {v["samples"]} samples of `{v["dataset"]}`; TFLM and LiteRT (reference kernels)
 trunk activations identical at every boundary: {all(v["trunks_identical"])}.
 
-| slice | tier | bytes | TFLM arena | MACs | float % | int8 % | TFLM = LiteRT argmax % | est. device ms | ops |
-|---|---|---|---|---|---|---|---|---|---|
+{header}
+|---|---|---|---|---|---|---|---|---|---|---|
 {rows}
 
 ![accuracy vs MACs](report.png)
 
-Policy embedded: {manifest["policy"]["kind"]} {manifest["policy"]["thresholds"]}.
+{_policy_text(out, manifest["policy"])}
 """
     (out / "report.md").write_text(text)

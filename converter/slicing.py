@@ -9,7 +9,6 @@ quantization is set to slice k's output quantization, so the int8 tensor passes 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from converter.errors import ConvertError
 from converter.intslice import IntSlice
 from converter.tflite import TFLM_OPS, export_onnx, onnx_to_int8
 from earlyexit.checkpoint import Checkpoint
+from earlyexit.console import bar
 from earlyexit.model import Slice
 from earlyexit.transforms import to_input
 
@@ -57,18 +57,19 @@ def convert(
     ckpt: Checkpoint,
     calibration: np.ndarray,
     cache_dir: Path,
-    progress: Callable[[str], None] = lambda _: None,
+    progress: bool | None = False,
 ) -> list[IntSlice]:
-    """Convert every slice of ``ckpt``; ``calibration`` is uint8 NHWC images."""
+    """Convert every slice of ``ckpt``; ``calibration`` is uint8 NHWC images; ``progress``: a bar on stderr."""
     if len(calibration) == 0:
         raise ConvertError("no calibration samples: pass --data-dir with the model's dataset, or use a bundled model")
     net = ckpt.net.eval()
     x = to_input(calibration, ckpt.mean, ckpt.std)
     out: list[IntSlice] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in range(net.arch.num_exits):
+    n = net.arch.num_exits
+    with tempfile.TemporaryDirectory() as tmp, bar(total=n, progress=progress, unit="slice") as shown:
+        for k in range(n):
             name = f"slice {k + 1}"
-            progress(f"converting {name}/{net.arch.num_exits}")
+            shown.set_description(f"convert {name}/{n} to int8 (ONNX, onnx2tf, TFLite calibration)")
             module = Slice(net, k)
             onnx_path = Path(tmp) / f"slice{k + 1}.onnx"
             export_onnx(module, tuple(x.shape[1:]), onnx_path)
@@ -89,4 +90,5 @@ def convert(
             with torch.no_grad():
                 y = module(x)
             x = y[1] if isinstance(y, tuple) else x
+            shown.update()
     return out

@@ -6,10 +6,7 @@ and its calibration data, so an unchanged rebuild converts nothing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -20,6 +17,7 @@ import numpy as np
 import torch
 
 from converter.errors import ConvertError
+from converter.quiet import silenced
 from earlyexit.model import Slice
 
 # The builtin ops our firmware registers, and the MicroMutableOpResolver method of each;
@@ -55,7 +53,7 @@ def export_onnx(slice_module: Slice, input_shape: tuple[int, ...], path: Path) -
     Eval mode folds batch norm into the convolutions.
     """
     names = ["logits"] if slice_module.last else ["logits", "trunk"]
-    with torch.no_grad(), _quiet(), warnings.catch_warnings():
+    with torch.no_grad(), silenced(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # we choose the TorchScript exporter on purpose
         torch.onnx.export(
             slice_module.eval(),
@@ -72,11 +70,6 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _quiet() -> contextlib.AbstractContextManager:
-    """Silence onnx2tf's and TensorFlow's chatter on stdout."""
-    return contextlib.redirect_stdout(io.StringIO())
-
-
 def onnx_to_int8(onnx_path: Path, calibration: np.ndarray, cache_dir: Path) -> bytes:
     """Full-int8 TFLite bytes for ``onnx_path`` calibrated on NHWC float ``calibration``.
 
@@ -88,16 +81,16 @@ def onnx_to_int8(onnx_path: Path, calibration: np.ndarray, cache_dir: Path) -> b
     cached = cache_dir / f"{h.hexdigest()[:32]}.tflite"
     if cached.is_file():
         return cached.read_bytes()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import onnx2tf
-    import onnx2tf.onnx2tf
-    import tensorflow as tf
+    with silenced():
+        import onnx2tf
+        import onnx2tf.onnx2tf
+        import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "saved_model"
         # onnx2tf downloads sample images to self-check any 3-channel input; hand it ours (offline).
         samples = np.ascontiguousarray(calibration[:20], dtype=np.float32)
-        with _quiet(), mock.patch.object(onnx2tf.onnx2tf, "download_test_image_data", lambda: samples):
+        with silenced(), mock.patch.object(onnx2tf.onnx2tf, "download_test_image_data", lambda: samples):
             onnx2tf.convert(
                 input_onnx_file_path=str(onnx_path),
                 output_folder_path=str(saved),
@@ -121,12 +114,13 @@ def onnx_to_int8(onnx_path: Path, calibration: np.ndarray, cache_dir: Path) -> b
         # FULLY_CONNECTED: per-channel dense weights would give wrong logits on the board.
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
         try:
-            with _quiet():
+            with silenced():
                 data = conv.convert()
         except Exception as err:  # the converter reports unsupported ops as generic errors
             raise ConvertError(
                 f"{onnx_path.name}: TensorFlow Lite cannot convert this slice to full int8 "
-                f"({str(err).splitlines()[0][:300]}). Use only conv/pool/linear/ReLU layers, which TFLite Micro runs."
+                f"({str(err).splitlines()[0][:300]}). Use only conv/pool/linear/ReLU layers, which TFLite Micro runs"
+                " (--verbose shows TensorFlow's log)."
             ) from None
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp_file = cached.with_suffix(".tmp")

@@ -7,7 +7,6 @@ every exit's int8 logits are kept.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -17,6 +16,8 @@ import numpy as np
 
 from converter import flatbuf
 from converter.intslice import IntSlice
+from converter.quiet import descriptors_to
+from earlyexit.console import bar
 
 PROBE_ARENA = 8 * 1024 * 1024
 
@@ -44,13 +45,8 @@ class ChainOutputs:
 def _c_stderr_of(fn: Callable[[], None]) -> str:
     """What ``fn`` writes to C-level stderr (TFLM's reports go there, not to Python)."""
     with tempfile.TemporaryFile(mode="w+") as capture:
-        saved = os.dup(2)
-        try:
-            os.dup2(capture.fileno(), 2)
+        with descriptors_to(capture, (2,)):
             fn()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
         capture.seek(0)
         return capture.read()
 
@@ -114,18 +110,33 @@ def litert_runner(s: IntSlice, optimized: bool = False) -> Runner:
     return run
 
 
-def run_chain(slices: list[IntSlice], x_int8: np.ndarray, make_runner: Callable[[IntSlice], Runner]) -> ChainOutputs:
-    """Chain ``slices`` over every sample of ``x_int8`` (N, H, W, C) with one runner kind."""
-    runners = [make_runner(s) for s in slices]
-    logits = [np.empty((len(x_int8), s.logits.shape[1]), np.int8) for s in slices]
-    trunks = [np.empty((len(x_int8), *s.trunk.shape[1:]), np.int8) for s in slices if s.trunk is not None]
-    for n, sample in enumerate(x_int8):
-        h = sample[None]
-        for k, (s, run) in enumerate(zip(slices, runners)):
-            outs = run(h)
-            by_rank = {o.ndim: o for o in outs}
-            logits[k][n] = by_rank[2][0]
-            if s.trunk is not None:
-                h = by_rank[4]
-                trunks[k][n] = h[0]
+def run_chain(
+    slices: list[IntSlice],
+    x_int8: np.ndarray,
+    make_runner: Callable[[IntSlice], Runner],
+    name: str = "",
+    progress: bool | None = False,
+) -> ChainOutputs:
+    """Chain ``slices`` over every sample of ``x_int8`` (N, H, W, C) with one runner kind (called ``name``).
+
+    Slice by slice: slice k runs on every sample's slice k-1 activation, as it would one sample at a time.
+    """
+    logits, trunks = [], []
+    h = x_int8[:, None]  # (N, 1, H, W, C): one batch-1 input per sample
+    with bar(total=len(slices) * len(x_int8), progress=progress, unit="inference") as shown:
+        for k, s in enumerate(slices):
+            shown.set_description(f"verify slice {k + 1}/{len(slices)} in {name}")
+            run = make_runner(s)
+            out = np.empty((len(x_int8), s.logits.shape[1]), np.int8)
+            nxt = None if s.trunk is None else np.empty((len(x_int8), *s.trunk.shape), np.int8)
+            for n, sample in enumerate(h):
+                by_rank = {o.ndim: o for o in run(sample)}
+                out[n] = by_rank[2][0]
+                if nxt is not None:
+                    nxt[n] = by_rank[4]
+                shown.update()
+            logits.append(out)
+            if nxt is not None:
+                trunks.append(nxt[:, 0])
+                h = nxt
     return ChainOutputs(logits, trunks)

@@ -68,7 +68,17 @@ def _print_table(rows: list[dict], costs: list) -> None:
 
 def _load_split(ckpt: checkpoint.Checkpoint, args: argparse.Namespace) -> data.Dataset:
     name = args.dataset or ckpt.dataset
-    return data.load(name, args.split, args.data_dir, args.val_size)
+    ds = data.load(name, args.split, args.data_dir, args.val_size)
+    arch = ckpt.arch
+    takes = (arch.input_size, arch.input_size, arch.in_channels)
+    if ds.x.shape[1:] != takes or len(ds.classes) != arch.num_classes:
+        raise ValueError(
+            f"--dataset {name} does not fit model {args.model}: its images are {'x'.join(map(str, ds.x.shape[1:]))} "
+            f"in {len(ds.classes)} classes, the model ({arch.name}, trained on {ckpt.dataset}) takes "
+            f"{'x'.join(map(str, takes))} in {arch.num_classes}; drop --dataset to use the model's own, or pass a "
+            f"model trained on {name}"
+        )
+    return ds
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -114,8 +124,9 @@ def cmd_profile(args: argparse.Namespace) -> None:
     )
     for k, c in enumerate(costs):
         print(
-            f"{k + 1:>4} {arch.exits[k]:>11} {c.head.macs:>10,} {c.cumulative_macs:>12,} {c.cumulative_params:>12,} "
-            f"{c.cumulative_int8_weight_bytes / 1024:>8.1f} {c.peak_activation_bytes / 1024:>12.1f}"
+            f"{k + 1:>4} {arch.exits[k] + 1:>11} {c.head.macs:>10,} {c.cumulative_macs:>12,} "
+            f"{c.cumulative_params:>12,} {c.cumulative_int8_weight_bytes / 1024:>8.1f} "
+            f"{c.peak_activation_bytes / 1024:>12.1f}"
         )
 
 

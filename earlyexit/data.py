@@ -2,6 +2,8 @@
 
 - ``cifar10``: the standard ``cifar-10-batches-py`` folder, its ``cifar-10-python.tar.gz``
   archive, or ``cifar10_{train,test}.npz`` files holding ``x`` (N, 32, 32, 3) uint8 and ``y``.
+  The python batches are pickles: they are read by an unpickler that admits only the types a
+  batch holds (dicts, lists, bytes, numbers, numpy arrays), so a doctored file cannot run code.
 - ``fashion-mnist``: the gzipped IDX files (``train-images-idx3-ubyte.gz`` ...), by default
   where Debian's ``dataset-fashion-mnist`` package installs them.
 - ``fashion-mnist-samples``: 1,000 Fashion-MNIST test images bundled with this package,
@@ -15,6 +17,7 @@ hold-out, ``val_size`` images chosen with a fixed seed) and ``test``.
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import tarfile
 from dataclasses import dataclass
@@ -126,6 +129,29 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y.astype(np.int64)
 
 
+# What a CIFAR-10 python batch references besides dicts, lists, bytes and numbers: its numpy arrays.
+_CIFAR_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),  # the same, pickled by numpy 2
+    }
+)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that loads only what a CIFAR-10 batch holds and refuses every other callable."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"it asks for {module}.{name}, which a CIFAR-10 batch never holds (refused: only dicts, lists, "
+            "bytes and numpy arrays are loaded); download cifar-10-python.tar.gz again"
+        )
+
+
 def _check_cifar(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     if x.shape[1:] != (32, 32, 3) or len(x) != len(y):
         raise DataError(f"{where}: expected 32x32x3 images and one label each, got {x.shape} and {len(y)} labels")
@@ -153,7 +179,7 @@ def _cifar10(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for where, raw in batches:
         try:
-            batch = pickle.loads(raw, encoding="bytes")
+            batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             labels = np.asarray(batch[b"labels"], dtype=np.int64)
             xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from earlyexit.checkpoint import Checkpoint
+from earlyexit.console import bar
 from earlyexit.data import Dataset
 from earlyexit.profile import exit_costs
 from earlyexit.transforms import to_input
@@ -58,11 +58,11 @@ class Traces:
 
 
 @torch.no_grad()
-def collect(ckpt: Checkpoint, ds: Dataset, batch_size: int = 500, progress: bool = True) -> Traces:
-    """Run every exit of ``ckpt`` over ``ds``."""
+def collect(ckpt: Checkpoint, ds: Dataset, batch_size: int = 500, progress: bool | None = True) -> Traces:
+    """Run every exit of ``ckpt`` over ``ds``; ``progress`` None: a bar only when stderr is a terminal."""
     net = ckpt.net.eval()
     probs, losses = [], []
-    for start in tqdm(range(0, len(ds), batch_size), desc=f"exits on {ds.name}/{ds.split}", disable=not progress):
+    for start in bar(range(0, len(ds), batch_size), progress=progress, desc=f"exits on {ds.name}/{ds.split}"):
         x = to_input(ds.x[start : start + batch_size], ckpt.mean, ckpt.std)
         y = torch.as_tensor(ds.y[start : start + batch_size])
         logits = torch.stack(net(x), 1)  # (B, E, C)

@@ -23,6 +23,7 @@ from host.ports import PortError, loopback, resolve
 from host.simulator import DEFAULT_DEADLINE_MS, Simulator
 
 log = logging.getLogger("host")
+SHOWN_DIFFERENCES = 10  # requests whose answer differs from the reference, listed on the console
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,12 +132,18 @@ def cmd_demo(args: argparse.Namespace) -> None:
     summary = demo.run(b, opts)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    differ = summary["differences"]["requests"]
+    why = ", ".join(f"{n} {reason}" for reason, n in summary["differences"]["counts"].items())
     print(
         f"{summary['answered']}/{summary['samples']} answered, {summary['duplicates']} duplicates, accuracy "
         f"{summary['accuracy']:.4f} (offline {summary['offline_accuracy']:.4f}), decisions match: "
-        f"{summary['decisions_match']}, offload rate {summary['offload_rate']:.3f}, p50 "
-        f"{summary['latency_ms']['p50']} ms; wrote {args.json}"
+        f"{summary['decisions_match']}{f' ({len(differ)} differ: {why})' if differ else ''}, offload rate "
+        f"{summary['offload_rate']:.3f}, p50 {summary['latency_ms']['p50']} ms; wrote {args.json}"
     )
+    for d in differ[:SHOWN_DIFFERENCES]:
+        print(f"  request {d['request_id']}: {d['reason']}: {d['detail']}")
+    if len(differ) > SHOWN_DIFFERENCES:
+        print(f"  ... and {len(differ) - SHOWN_DIFFERENCES} more in {args.json} (differences.requests)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,7 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", required=True, help=bundle_help)
     s.add_argument("--port", required=True, help="pty path or pyserial URL the bridge is connected to")
     s.add_argument("--baud", type=int, default=115200, help="default %(default)s")
-    s.add_argument("--deadline-ms", type=float, default=DEFAULT_DEADLINE_MS, help="budget per request (default 500)")
+    s.add_argument(
+        "--deadline-ms", type=float, default=DEFAULT_DEADLINE_MS, help="budget per request (default %(default)g)"
+    )
     s.set_defaults(func=cmd_simulate)
 
     c = sub.add_parser("cloud", help="serve OFFLOAD requests over TCP on a loopback address")
@@ -182,7 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--cloud", action="store_true", help="also start a cloud tier")
     d.add_argument("--edge-slices", type=int, help="with --cloud: slices the edge runs (default 0)")
     d.add_argument(
-        "--deadline-ms", type=float, default=DEFAULT_DEADLINE_MS, help="the simulated device's budget (default 500)"
+        "--deadline-ms",
+        type=float,
+        default=DEFAULT_DEADLINE_MS,
+        help="the simulated device's budget (default %(default)g)",
     )
     d.add_argument("--port", help="run against a flashed board on this port instead of the simulator")
     d.add_argument(

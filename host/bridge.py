@@ -21,10 +21,7 @@ from dataclasses import dataclass, field
 
 import serial
 
-from host.bundle import Bundle
-from host.edge import EdgeService
-from host.link import Link, open_serial
-from host.protocol import (
+from contracts.protocol import (
     Error,
     ErrorCode,
     Frame,
@@ -39,6 +36,9 @@ from host.protocol import (
     Tier,
     encode,
 )
+from host.bundle import Bundle
+from host.edge import EdgeService
+from host.link import Link, open_serial
 
 log = logging.getLogger("host.bridge")
 

@@ -1,26 +1,25 @@
 """A build bundle (``build/<board>/``) as the host tiers read it: manifest, slices, policy, input table.
 
-This is the one place on the host that reads ``manifest.json`` (schema in docs/converter.md).
+The manifest itself is read and checked by :mod:`contracts.manifest` (schema in docs/converter.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from converter import boards, policy_export, verify
+from contracts import boards
+from contracts.manifest import NAME, REBUILD, ManifestError, read_manifest
+from contracts.protocol import Tier
+from converter import verify
 from converter.flatbuf import TensorInfo
 from converter.intslice import IntSlice
-from converter.policy_export import LearnedPolicy
-from converter.threshold import ThresholdPolicy
-from host.protocol import Tier
-
-MANIFEST_VERSION = 1
-REBUILD = "rebuild it with `python -m converter build --board BOARD --out DIR`"
+from policy import intpolicy
+from policy.intpolicy import LearnedPolicy
+from policy.threshold import ThresholdPolicy
 
 
 class BundleError(Exception):
@@ -57,10 +56,21 @@ class Bundle:
         _, h, w, c = self.slices[0].input.shape
         return h, w, c
 
+    def board_profile(self) -> boards.Board:
+        """The device's profile: the converter's copy in the bundle (``board.toml``), else ``boards/<board>.toml``."""
+        copy = self.root / "board.toml"
+        expected = self.manifest.get("board_profile_sha256")
+        if copy.is_file() and expected and hashlib.sha256(copy.read_bytes()).hexdigest() != expected:
+            raise BundleError(f"{copy} does not match its sha256 in manifest.json: the bundle is stale; {REBUILD}")
+        try:
+            return boards.load_file(copy) if copy.is_file() else boards.load(self.board)
+        except boards.BoardError as err:
+            raise BundleError(f"{err}; {REBUILD}") from None
+
     def device_slice_us(self) -> tuple[int, ...]:
         """Each device slice's time on the board by its profile's MAC rate, in microseconds: the cost
         model learned policies are trained with, and the simulated device's clock."""
-        board = boards.load(self.board)
+        board = self.board_profile()
         return tuple(round(1e6 * board.seconds_for(s["macs"])) for s in self.manifest["slices"][: self.device_slices])
 
     def policy(self, offload_after: int) -> ThresholdPolicy:
@@ -78,7 +88,7 @@ class Bundle:
         if file is None:
             return self.policy(self.device_slices)
         try:
-            return policy_export.load(self.root / file)
+            return intpolicy.load(self.root / file)
         except ValueError as err:
             raise BundleError(f"{err}; {REBUILD}") from None
 
@@ -101,15 +111,11 @@ class Bundle:
 def load(root: str | Path) -> Bundle:
     """Read and check a bundle written by ``python -m converter build``."""
     root = Path(root)
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise BundleError(f"{root} is not a build bundle (no manifest.json); {REBUILD}")
+    path = root / NAME
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise BundleError(f"{path}: not valid JSON ({err}); {REBUILD}") from None
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise BundleError(f"{path}: manifest version {manifest.get('manifest_version')!r}, expected 1; {REBUILD}")
+        manifest = read_manifest(root)
+    except ManifestError as err:
+        raise BundleError(str(err)) from None
     try:
         slices = tuple(_slice(root, k, entry) for k, entry in enumerate(manifest["slices"]))
         device, thresholds = int(manifest["device_slices"]), manifest["policy"]["thresholds"]

@@ -12,10 +12,10 @@ import socketserver
 import threading
 import time
 
+from contracts.protocol import Error, ErrorCode, Offload, Ping, Pong, Result, Tier
 from host.bundle import Bundle
-from host.edge import TierRunner
 from host.link import Link, SocketStream, connect_tcp
-from host.protocol import Error, ErrorCode, Offload, Ping, Pong, Result, Tier
+from host.tier import TierRunner
 
 log = logging.getLogger("host.cloud")
 

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.protocol import MsgType
 from earlyexit import data
-from host import offline, qemu
+from host import differences, offline, ports, qemu
 from host.bundle import Bundle
 from host.cloud import CloudServer
 from host.link import open_serial
-from host.protocol import MsgType, Tier
 from host.relay import DAMAGE, UP, Relay
-from host.simulator import DEFAULT_DEADLINE_MS, Simulator
+from host.simulator import DEFAULT_DEADLINE_MS, DeviceClock, Simulator
 
 FAULTS = (*DAMAGE, "kill-edge")
 KILL_AT_OFFLOAD = 1  # kill-edge: the bridge dies when the device sends its second OFFLOAD
@@ -286,6 +286,8 @@ def run(bundle: Bundle, opts: DemoOptions) -> dict:
     unknown = set(opts.faults) - set(FAULTS)
     if unknown:
         raise DemoError(f"unknown fault(s) {', '.join(sorted(unknown))}; choose from {', '.join(FAULTS)}")
+    if opts.port is not None:
+        ports.resolve([opts.port])  # a missing port is named here with the ports present, not by the bridge process
     try:
         image = (
             qemu.build_image(bundle.root, defines=(f"-DEEFW_DEADLINE_US={round(opts.deadline_ms * 1e3)}u",))
@@ -328,9 +330,10 @@ def _instructions(records: list[dict]) -> dict:
 def _summary(demo: _Run, labels: np.ndarray, reference: list[offline.Decision]) -> dict:
     records = [demo.records.get(i + 1) for i in range(len(labels))]
     answered = [r for r in records if r is not None]
-    keys = ("class", "confidence_q15", "exit", "tier", "fallback")
-    got = [None if r is None else tuple(r[k] for k in keys) for r in records]
-    want = [(d.label, d.confidence_q15, d.exit, Tier(d.tier).name.lower(), False) for d in reference]
+    clock = DeviceClock.of(demo.bundle, demo.opts.deadline_ms)
+    own_clock = demo.opts.port is not None or demo.opts.target == "qemu"  # TELEMETRY times are the device's clock
+    found = [differences.explain(i + 1, r, d, clock, own_clock) for i, (r, d) in enumerate(zip(records, reference))]
+    differ = [x for x in found if x is not None]
     totals = [r["timings_ms"]["total"] for r in answered if "timings_ms" in r]
     return {
         "samples": len(labels),
@@ -338,7 +341,8 @@ def _summary(demo: _Run, labels: np.ndarray, reference: list[offline.Decision]) 
         "duplicates": demo.duplicates,
         "accuracy": float(np.mean([r is not None and r["class"] == y for r, y in zip(records, labels)])),
         "offline_accuracy": float(np.mean([d.label == y for d, y in zip(reference, labels)])),
-        "decisions_match": got == want,
+        "decisions_match": not differ,
+        "differences": {"counts": differences.counts(differ), "requests": [x.to_json() for x in differ]},
         "offload_rate": float(np.mean([r["tier"] != "device" or r["fallback"] for r in answered])) if answered else 0.0,
         "bytes_sent": int(sum(r.get("bytes", 0) for r in answered)),
         "latency_ms": {

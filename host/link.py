@@ -9,7 +9,7 @@ from typing import Protocol
 
 import serial
 
-from host.protocol import Frame, FrameReader, Message, ProtocolError, encode
+from contracts.protocol import Frame, FrameReader, Message, ProtocolError, encode
 
 READ_TIMEOUT_S = 0.02
 WRITE_TIMEOUT_S = 2.0

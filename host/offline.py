@@ -2,31 +2,34 @@
 
 Device slices run in TFLite Micro (as in the simulator), the others in LiteRT's reference
 kernels (as on the edge and cloud). The device decides with its own policy (the bundle's
-thresholds or its exported learned policy) on the simulated device's clock and budget; the
-upper tiers decide with the threshold policy, as the bridge and the cloud do.
+thresholds or its exported learned policy) on the simulated device's clock and budget, and
+answers with the fallback flag where that budget passes before an exit answers; the upper
+tiers decide with the threshold policy, as the bridge and the cloud do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from contracts.protocol import Tier
 from converter import verify
-from converter.threshold import EXIT
 from host.bundle import Bundle
-from host.protocol import Tier
 from host.simulator import DEFAULT_DEADLINE_MS, DeviceClock
+from policy.threshold import EXIT
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Where and what a sample answers: class, Q15 confidence, exit (1-based), tier."""
+    """Where and what a sample answers: class, Q15 confidence, exit (1-based), tier, and whether the device
+    answered because its budget ran out (the RESULT's fallback flag)."""
 
     label: int
     confidence_q15: int
     exit: int
     tier: int
+    fallback: bool = False
 
 
 def evaluate(
@@ -64,8 +67,10 @@ class _DeviceTier:
             spent += us
             state = self.clock.state(k, z, spent, self.can_offload)
             local = Decision(int(np.argmax(z)), self.policy.confidence_q15(k, z), k + 1, int(Tier.DEVICE))
-            if self.policy.decide_device(state) == EXIT or spent >= self.clock.budget_us:
+            if self.policy.decide_device(state) == EXIT:
                 return local
+            if spent >= self.clock.budget_us:  # eecore.c run_device: the budget passed, answer with the flag
+                return replace(local, fallback=True)
         return None if self.can_offload else local
 
 

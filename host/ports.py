@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 
 from serial.tools import list_ports
 
@@ -19,14 +20,26 @@ def _describe(p) -> str:
     return f"{p.device} ({p.description}, {ids})"
 
 
+def _present() -> tuple[list, str]:
+    """The serial ports attached now, and their one-line listing."""
+    present = list_ports.comports()
+    return present, "; ".join(_describe(p) for p in present) or "none"
+
+
 def resolve(ports: list[str]) -> list[str]:
-    """The ports to open: ``auto`` stands for every attached Arduino Nano 33 BLE."""
+    """The ports to open: ``auto`` stands for every attached Arduino Nano 33 BLE; a device path must exist
+    (pyserial URLs such as ``socket://`` or ``loop://`` are passed on as they are)."""
+    missing = [p for p in ports if p != "auto" and "://" not in p and not os.path.exists(p)]
+    if missing:
+        raise PortError(
+            f"--port {missing[0]}: no such serial port; serial ports present: {_present()[1]}. Pass one of them, "
+            "or --port auto to find an Arduino Nano 33 BLE (plug it in with a data cable, not a charge-only one)."
+        )
     if "auto" not in ports:
         return list(dict.fromkeys(ports))
-    present = list_ports.comports()
+    present, listing = _present()
     found = sorted(p.device for p in present if p.vid == ARDUINO_VID and p.pid in NANO33_BLE_PIDS)
     if not found:
-        listing = "; ".join(_describe(p) for p in present) or "none"
         raise PortError(
             f"--port auto: no Arduino Nano 33 BLE found (USB VID {ARDUINO_VID:04X}, PID "
             f"{' or '.join(f'{pid:04X}' for pid in NANO33_BLE_PIDS)}); serial ports present: {listing}. "

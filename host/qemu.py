@@ -12,7 +12,6 @@ no port race, nothing lost before the bridge connects); the bridge reaches it as
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from types import ModuleType
 
 import numpy as np
 
+from contracts.manifest import read_manifest
 from converter import verify
 from converter.intslice import IntSlice
 from converter.native_graph import lower
@@ -241,7 +241,7 @@ def bench_samples(bundle_root: Path, count: int) -> np.ndarray:
     """
     tool = demo_samples_tool()
     tool.write(Path(bundle_root), count)
-    manifest = json.loads((Path(bundle_root) / "manifest.json").read_text())
+    manifest = read_manifest(bundle_root)
     return tool.load_samples(manifest, count, None)[0]
 
 

@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
-from host.protocol import MAX_FRAME, MsgType, ProtocolError, decode
+from contracts.protocol import MAX_FRAME, MsgType, ProtocolError, decode
 
 UP, DOWN = "device->edge", "edge->device"
 DAMAGE = ("drop", "corrupt")

@@ -25,12 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from converter import boards, verify
-from converter.threshold import EXIT, DeviceState
-from host.bundle import Bundle
-from host.edge import split_outputs
-from host.link import READ_TIMEOUT_S, Link
-from host.protocol import (
+from contracts.placement import DEFAULT_DEADLINE_US, FALLBACK_MARGIN_US
+from contracts.protocol import (
     Drop,
     Error,
     ErrorCode,
@@ -47,12 +43,17 @@ from host.protocol import (
     Tier,
     frame_bytes,
 )
+from converter import verify
+from host.bundle import Bundle
+from host.link import READ_TIMEOUT_S, Link
+from host.tier import split_outputs
+from policy.threshold import EXIT, DeviceState
 
 log = logging.getLogger("host.simulator")
 
 FW_VERSION = 1  # the firmware's EEC_FW_VERSION
-DEFAULT_DEADLINE_MS = 500.0  # the firmware's EEFW_DEADLINE_US
-MARGIN_US = 5_000  # the firmware's EEFW_MARGIN_US: stop waiting for the edge this long before the deadline
+DEFAULT_DEADLINE_MS = DEFAULT_DEADLINE_US / 1e3  # the firmware's default EEFW_DEADLINE_US
+MARGIN_US = FALLBACK_MARGIN_US  # the firmware's EEFW_MARGIN_US: stop waiting for the edge this long before the deadline
 # The ERROR a frame dropped after its CRC held gets, as eecore's answer_dropped.
 DROP_ANSWERS = {
     Drop.VERSION: (ErrorCode.VERSION, "version"),
@@ -82,7 +83,7 @@ class DeviceClock:
 
     @classmethod
     def of(cls, bundle: Bundle, deadline_ms: float) -> DeviceClock:
-        power_uw = round(1e3 * boards.load(bundle.board).active_power_mw)
+        power_uw = round(1e3 * bundle.board_profile().active_power_mw)
         return cls(bundle.device_slice_us(), power_uw, max(round(deadline_ms * 1e3) - MARGIN_US, 0))
 
     def energy_uj(self, spent_us: int) -> int:

@@ -9,14 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.manifest import read_manifest
 from earlyexit import checkpoint, data, traces
-from policy import baselines, costs, dqn, export, linktraces, plots, tabular
+from earlyexit.console import add_progress_option, bar
+from policy import baselines, costs, dqn, export, linktraces, plot, tabular
 from policy.bandwidth import KINDS, P_OUTAGE, P_RECOVER, Bandwidth
+from policy.class_weights import add_class_weights_option, class_weights
 from policy.edgeload import EdgeLoad
 from policy.env import EnvConfig, TraceEnv
 from policy.evaluate import episodes, evaluate, summarize
 
 BASELINES = ("threshold", "adaptive-threshold", "fixed-split", "always-local", "offload-first")  # deployable
+COMPARED = (*BASELINES, "dqn", "tabular", "oracle")  # by `compare`, in this order
 THRESHOLD_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)  # 0: always answer there
 RESERVE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # adaptive-threshold: battery pace to go deeper locally
 # Policies learn on traces of training images the network never fitted (the hold-out its training
@@ -51,6 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         c.add_argument("--episodes", type=int, default=10_000)
         c.add_argument("--seed", type=int, default=0)
         c.add_argument("--cache-dir", type=Path, default=Path("build/cache"))
+        c.add_argument(
+            "--traces",
+            type=Path,
+            help="the hold-out's traces to learn from, written by `earlyexit traces --split val` (default: computed)",
+        )
+        add_class_weights_option(c)
+        add_progress_option(c)
         if name == "train":
             c.add_argument("--learner", choices=("dqn", "tabular"), default="dqn")
             c.add_argument("--beta", type=float, required=True)
@@ -66,7 +77,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def traces_for(ckpt: checkpoint.Checkpoint, split: str, data_dir: str | None, cache: Path) -> traces.Traces:
+def hold_out_traces(path: Path, ckpt: checkpoint.Checkpoint, model: str) -> traces.Traces:
+    """``--traces FILE``: traces of this model on its training hold-out, or ``ValueError`` saying what to run."""
+    found = traces.load(path)
+    fix = f"write them with `python -m earlyexit traces --model {model} --split {LEARN_SPLIT} --out {path}`"
+    if found.model_hash != ckpt.model_hash():
+        raise ValueError(
+            f"{path}: traces of model {found.model_hash[:12]}, not of {model} ({ckpt.model_hash()[:12]}); {fix}"
+        )
+    if found.probs.shape[1:] != (ckpt.arch.num_exits, ckpt.arch.num_classes):
+        raise ValueError(
+            f"{path}: {found.probs.shape[1]} exits x {found.probs.shape[2]} classes, {model} has "
+            f"{ckpt.arch.num_exits} x {ckpt.arch.num_classes}; {fix}"
+        )
+    if found.split != LEARN_SPLIT:
+        raise ValueError(
+            f"{path}: traces of the {found.split} split; policies learn on the training hold-out, which the network"
+            f" never fitted (docs/policy.md); {fix}"
+        )
+    return found
+
+
+def traces_for(
+    ckpt: checkpoint.Checkpoint, split: str, data_dir: str | None, cache: Path, progress: bool | None = None
+) -> traces.Traces:
     """Traces of the model on ``split`` (bundled Fashion-MNIST samples: 500 train or val / 500 test), cached."""
     path = cache / "traces" / f"{ckpt.model_hash()[:16]}-{split}-{Path(data_dir).name if data_dir else 'bundled'}.npz"
     if path.is_file():
@@ -77,7 +111,7 @@ def traces_for(ckpt: checkpoint.Checkpoint, split: str, data_dir: str | None, ca
         ds = data.Dataset(samples.name, split, samples.x[part], samples.y[part], samples.classes)
     else:
         ds = data.load(ckpt.dataset, split, data_dir)
-    result = traces.collect(ckpt, ds)
+    result = traces.collect(ckpt, ds, progress=progress)
     traces.save(result, path)
     return result
 
@@ -95,8 +129,9 @@ def default_deadline_s(model: costs.CostModel) -> float:
 
 def _setup(args: argparse.Namespace):
     ckpt = checkpoint.load(args.model)
+    args.class_weights = class_weights(args.class_weights, ckpt.classes)
     if args.bundle:
-        built = json.loads((args.bundle / "manifest.json").read_text())["model"]
+        built = read_manifest(args.bundle)["model"]
         if built["hash"] != ckpt.model_hash():
             raise ValueError(
                 f"--bundle {args.bundle} was built from model {built['name']}, not {args.model}: "
@@ -108,7 +143,11 @@ def _setup(args: argparse.Namespace):
             raise ValueError(f"--link {args.link}: --bundle {args.bundle} was built for another link; rebuild with it")
     else:
         model = costs.from_checkpoint(ckpt, args.board, args.cloud, args.link)
-    fit, test = (traces_for(ckpt, s, args.data_dir, args.cache_dir) for s in (LEARN_SPLIT, "test"))
+    if args.traces:
+        fit = hold_out_traces(args.traces, ckpt, args.model)
+    else:
+        fit = traces_for(ckpt, LEARN_SPLIT, args.data_dir, args.cache_dir, args.progress)
+    test = traces_for(ckpt, "test", args.data_dir, args.cache_dir, args.progress)
     deadline = args.deadline_ms / 1e3 if args.deadline_ms else default_deadline_s(model)
     bps = args.bandwidth_bps or model.tiers[0].links[0].bandwidth_bps
     if args.bandwidth == "trace":
@@ -144,6 +183,7 @@ def _envs(args, model, fit, test, deadline, bps, beta, allow_offload=True):
         features=args.features,
         allow_offload=allow_offload,
         offload_at_split=getattr(args, "offload_at_split", False),
+        class_weights=args.class_weights,
         battery_mj=args.battery_mj,
         day_requests=args.day_requests,
     )
@@ -167,13 +207,16 @@ def _envs(args, model, fit, test, deadline, bps, beta, allow_offload=True):
 
 def _train_one(args, learn_env, select_env):
     if args.learner == "tabular":
-        policy = tabular.train(learn_env, tabular.TabularConfig(episodes=args.episodes, seed=args.seed))
+        policy = tabular.train(
+            learn_env, tabular.TabularConfig(episodes=args.episodes, seed=args.seed), progress=args.progress
+        )
     else:
         policy, log = dqn.train(
             learn_env,
             dqn.DQNConfig(episodes=args.episodes, seed=args.seed),
             args.out.with_suffix(".loss.csv"),
             select=select_env,
+            progress=args.progress,
         )
         _plot_loss(log, args.out.with_suffix(".loss.png"))
     export.save_learned(policy, learn_env, args.out)
@@ -209,7 +252,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         f" test: {json.dumps(result)}"
     )
     if args.bundle:
-        manifest = json.loads((args.bundle / "manifest.json").read_text())
+        manifest = read_manifest(args.bundle)
         scales = [s["outputs"]["logits"]["scale"] for s in manifest["slices"]]
         exported = export.export_learned(policy, learn, scales, test.probs.shape[2])
         same, steps, _ = export.agreement(held_out, policy, exported, scales)
@@ -220,23 +263,32 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _compare_one(args, model, fit, test, deadline, bps, beta) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[list[dict], dict[str, np.ndarray], dict]:
     """Every policy's metrics on the test traces at ``beta``, its per-sample rewards (same samples, same order),
-    and the per-sample outcomes of the DQN and the adaptive rule."""
+    and the per-sample outcomes of the DQN and the adaptive rule; ``shown`` (a progress bar) advances by one per
+    policy."""
     learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta)
-    found = {
-        "threshold": baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID)),
-        "adaptive-threshold": baselines.adaptive_threshold(
+    find = {
+        "threshold": lambda: baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID)),
+        "adaptive-threshold": lambda: baselines.adaptive_threshold(
             *baselines.tune_adaptive(tune, evaluate, THRESHOLD_GRID, RESERVE_GRID)
         ),
-        "fixed-split": baselines.fixed_split(baselines.tune_split(tune, evaluate)),
-        "always-local": baselines.always_local,
-        "offload-first": baselines.offload_first,
-        "dqn": dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune)[0],
-        "tabular": tabular.train(learn, tabular.TabularConfig(episodes=args.episodes, seed=args.seed)),
-        "oracle": baselines.oracle,
+        "fixed-split": lambda: baselines.fixed_split(baselines.tune_split(tune, evaluate)),
+        "always-local": lambda: baselines.always_local,
+        "offload-first": lambda: baselines.offload_first,
+        "dqn": lambda: dqn.train(
+            learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune, progress=args.progress
+        )[0],
+        "tabular": lambda: tabular.train(
+            learn, tabular.TabularConfig(episodes=args.episodes, seed=args.seed), progress=args.progress
+        ),
+        "oracle": lambda: baselines.oracle,
     }
-    outcomes = {name: episodes(held_out, policy) for name, policy in found.items()}
+    outcomes = {}
+    for name in COMPARED:
+        shown.set_description(f"compare: beta {beta:.3g}, {name}")
+        outcomes[name] = episodes(held_out, find[name]())
+        shown.update()
     rows = [{"name": name, "beta": beta, **summarize(f)} for name, f in outcomes.items()]
     traced = {name: outcomes[name] for name in ("dqn", "adaptive-threshold")}
     return rows, {name: f["reward"] for name, f in outcomes.items()}, traced
@@ -246,24 +298,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _, model, fit, test, deadline, bps = _setup(args)
     calibration = calibrated_betas(fit)
     betas = args.betas or [b for _, _, b in calibration]
-    rows, rewards, traced = [], {}, {}
-    for beta in betas:
-        found, rewards[beta], traced[beta] = _compare_one(args, model, fit, test, deadline, bps, beta)
-        rows += found
-    cal_rows = []
-    for i, j, beta in calibration:
-        learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta, allow_offload=False)
-        learned = dqn.train(learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune)[0]
-        tuned = baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID))
-        cal_rows.append(
-            {
-                "between": [i, j],
-                "beta": beta,
-                "dqn_mean_exit_depth": evaluate(held_out, learned)["mean_exit_depth"],
-                # the best confidence thresholds at this beta, device only: the deployable optimum, for reference
-                "threshold_mean_exit_depth": evaluate(held_out, tuned)["mean_exit_depth"],
-            }
-        )
+    with bar(total=len(COMPARED) * len(betas) + len(calibration), progress=args.progress, unit="policy") as shown:
+        rows, rewards, traced = [], {}, {}
+        for beta in betas:
+            found, rewards[beta], traced[beta] = _compare_one(args, model, fit, test, deadline, bps, beta, shown)
+            rows += found
+        cal_rows = _calibration_rows(args, model, fit, test, deadline, bps, calibration, shown)
     result = {
         "policies": rows,
         "calibration": cal_rows,
@@ -277,10 +317,37 @@ def cmd_compare(args: argparse.Namespace) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     _print(rows, result["targets"], cal_rows)
-    _pareto(rows, args.json.with_suffix(".png"))
-    plots.reward_vs_beta(rows, args.json.with_name(args.json.stem + "_reward.png"))
-    plots.decisions(traced[betas[0]], betas[0], args.json.with_name(args.json.stem + "_decisions.png"))
+    title = (
+        f"{args.model}: {' / '.join(result['tiers'])}, test traces\n"
+        f"deadline {result['deadline_ms']:.0f} ms, bandwidth {args.bandwidth}, {len(test.label)} samples"
+    )
+    plot.pareto(rows, title, args.json.with_suffix(".png"))
+    plot.reward_vs_beta(rows, args.json.with_name(args.json.stem + "_reward.png"))
+    plot.decisions(traced[betas[0]], betas[0], args.json.with_name(args.json.stem + "_decisions.png"))
     print(f"wrote {args.json} and its plots ({args.json.with_suffix('.png')}, *_reward.png, *_decisions.png)")
+
+
+def _calibration_rows(args, model, fit, test, deadline, bps, calibration, shown) -> list[dict]:
+    """Per calibrated beta: the mean exit depth of a device-only DQN and of tuned thresholds (seed eq. 4.1)."""
+    cal_rows = []
+    for i, j, beta in calibration:
+        shown.set_description(f"calibration: beta {beta:.3g}, device-only dqn")
+        learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta, allow_offload=False)
+        learned = dqn.train(
+            learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune, progress=args.progress
+        )[0]
+        tuned = baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID))
+        cal_rows.append(
+            {
+                "between": [i, j],
+                "beta": beta,
+                "dqn_mean_exit_depth": evaluate(held_out, learned)["mean_exit_depth"],
+                # the best confidence thresholds at this beta, device only: the deployable optimum, for reference
+                "threshold_mean_exit_depth": evaluate(held_out, tuned)["mean_exit_depth"],
+            }
+        )
+        shown.update()
+    return cal_rows
 
 
 def targets(rows: list[dict], rewards: dict[float, dict[str, np.ndarray]]) -> list[dict]:
@@ -337,25 +404,6 @@ def _print(rows: list[dict], found: list[dict], cal_rows: list[dict]) -> None:
             f"DQN mean exit depth {c['dqn_mean_exit_depth']:.2f}, tuned thresholds "
             f"{c['threshold_mean_exit_depth']:.2f} (device only)"
         )
-
-
-def _pareto(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for name in dict.fromkeys(r["name"] for r in rows):
-        pts = [(r["device_energy_mj"], 100 * r["accuracy"]) for r in rows if r["name"] == name]
-        ax.scatter(*zip(*pts), label=name, s=28)
-    ax.set_xlabel("device energy per sample (mJ)")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -8,17 +8,17 @@ MAC-based estimates when given.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from converter import boards
-from converter.placement import SliceNeeds, place
+from contracts import boards
+from contracts.manifest import read_manifest
+from contracts.placement import SliceNeeds, place
+from contracts.protocol import RESULT_FRAME_BYTES, Offload
 from earlyexit.checkpoint import Checkpoint
 from earlyexit.profile import exit_costs
-from host.protocol import RESULT_FRAME_BYTES, Offload
 
 TIERS = ("device", "edge", "cloud")
 
@@ -101,11 +101,13 @@ def _tier_chain(device: boards.Board, with_cloud: bool) -> tuple[boards.Board, .
 
 def from_manifest(path: Path, with_cloud: bool = False) -> CostModel:
     """Costs from a build's manifest.json (its board, measured slice sizes and placement)."""
-    manifest = json.loads(Path(path).read_text())
+    manifest = read_manifest(path)
     slices = manifest["slices"]
     trunk = tuple(math.prod(s["outputs"]["trunk"]["shape"]) if "trunk" in s["outputs"] else 0 for s in slices)
+    copy = Path(path).parent / "board.toml"  # the profile it was built for, also a user's own
+    board = str(copy) if copy.is_file() else manifest["board"]
     macs = [s["macs"] for s in slices]
-    return from_slices(macs, trunk, manifest["device_slices"], manifest["board"], with_cloud, manifest.get("link"))
+    return from_slices(macs, trunk, manifest["device_slices"], board, with_cloud, manifest.get("link"))
 
 
 def from_slices(

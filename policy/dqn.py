@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from earlyexit.console import bar
 from policy.env import TraceEnv
 from policy.evaluate import evaluate
 
@@ -60,24 +61,29 @@ class DQNPolicy:
 
 
 def train(
-    env: TraceEnv, cfg: DQNConfig, log_csv: Path | None = None, select: TraceEnv | None = None
+    env: TraceEnv,
+    cfg: DQNConfig,
+    log_csv: Path | None = None,
+    select: TraceEnv | None = None,
+    progress: bool | None = False,
 ) -> tuple[DQNPolicy, list[dict]]:
     """Learn on ``env`` (random samples); returns the greedy policy and the loss log.
 
     With ``select`` (a fixed-order environment over training traces, never the test split), the
     greedy network is scored every ``cfg.select_every`` episodes and the best-scoring snapshot is
     returned instead of the last one. Runs on one thread: a small MLP gains nothing from more.
+    ``progress`` (None: when stderr is a terminal): a bar over the episodes on stderr.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(env, cfg, log_csv, select)
+        return _train(env, cfg, log_csv, select, progress)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(
-    env: TraceEnv, cfg: DQNConfig, log_csv: Path | None, select: TraceEnv | None
+    env: TraceEnv, cfg: DQNConfig, log_csv: Path | None, select: TraceEnv | None, progress: bool | None
 ) -> tuple[DQNPolicy, list[dict]]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -98,7 +104,7 @@ def _train(
     greedy = DQNPolicy(net)
     best_score, best_state = -np.inf, None
     continuing, last = math.isfinite(env.cfg.battery_mj), None  # last: the previous request's final transition
-    for episode in range(cfg.episodes):
+    for episode in bar(range(cfg.episodes), progress=progress, desc=f"DQN (beta {env.cfg.beta:.3g})", unit="episode"):
         frac = min(1.0, episode / max(1, cfg.eps_decay_fraction * cfg.episodes))
         eps = cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
         obs, info = env.reset()

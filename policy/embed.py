@@ -15,15 +15,27 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.policy_export import LearnedPolicy
 from earlyexit import checkpoint
 from policy import commands, dqn, export, tabular
 from policy.bandwidth import Bandwidth
-from policy.costs import CostModel
+from policy.costs import from_slices
 from policy.env import EnvConfig, TraceEnv
+from policy.intpolicy import LearnedPolicy
 
 EPISODES = 10_000
 AGREEMENT_SAMPLES = 5000
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A build's chain as placed: MACs and trunk activation bytes per slice (0 for the last), device slices, board
+    (a profile's name or path) and its link to the edge (None: the profile's first)."""
+
+    macs: tuple[int, ...]
+    trunk_bytes: tuple[int, ...]
+    device_slices: int
+    board: str
+    link: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,14 +56,21 @@ def default_beta(calibration: list[tuple[int, int, float]], device_slices: int) 
 def learned(
     choice: str,
     ckpt: checkpoint.Checkpoint,
-    costs: CostModel,
+    placed: Placed,
     scales: list[float],
     data_dir: str | None,
     cache: Path,
     beta: float | None,
     episodes: int = EPISODES,
+    class_weights: tuple[float, ...] = (),
+    progress: bool | None = False,
 ) -> Embedded:
-    """Export ``choice`` (a policy file) or learn a ``dqn`` / ``tabular`` policy for this build and export it."""
+    """Export ``choice`` (a policy file) or learn a ``dqn`` / ``tabular`` policy for this build and export it.
+
+    The one entry point of ``converter build --policy``: the build's placed chain gives the cost model.
+    ``class_weights``: the reward weight of a correct answer per class (learning only); ``progress``: bars on stderr.
+    """
+    costs = from_slices(list(placed.macs), placed.trunk_bytes, placed.device_slices, placed.board, link=placed.link)
     classes = ckpt.arch.num_classes
     if choice not in ("dqn", "tabular"):
         path = Path(choice)
@@ -61,15 +80,17 @@ def learned(
                 "`python -m converter policy train ... --out FILE`"
             )
         return Embedded(export.export_file(path, costs, scales, classes), {"source": str(path)})
-    fit = commands.traces_for(ckpt, commands.LEARN_SPLIT, data_dir, cache)
+    fit = commands.traces_for(ckpt, commands.LEARN_SPLIT, data_dir, cache, progress)
     beta = beta if beta is not None else default_beta(commands.calibrated_betas(fit), costs.device_slices)
-    cfg = EnvConfig(beta=beta, deadline_s=commands.default_deadline_s(costs), offload_at_split=True)
+    cfg = EnvConfig(
+        beta=beta, deadline_s=commands.default_deadline_s(costs), offload_at_split=True, class_weights=class_weights
+    )
     nominal = costs.tiers[0].links[0].bandwidth_bps
     env = TraceEnv(fit, costs, cfg, Bandwidth("walk", nominal, seed=0), seed=0)
     if choice == "dqn":
-        policy = dqn.train(env, dqn.DQNConfig(episodes=episodes))[0]
+        policy = dqn.train(env, dqn.DQNConfig(episodes=episodes), progress=progress)[0]
     else:
-        policy = tabular.train(env, tabular.TabularConfig(episodes=episodes))
+        policy = tabular.train(env, tabular.TabularConfig(episodes=episodes), progress=progress)
     exported = export.export_learned(policy, env, scales, classes)
     check = TraceEnv(
         fit, costs, cfg, Bandwidth("walk", nominal, seed=1), order=np.arange(min(len(fit.label), AGREEMENT_SAMPLES))
@@ -79,5 +100,6 @@ def learned(
         "source": f"trained: {choice}, beta {beta:.6g}, {episodes} episodes on {fit.dataset}/{fit.split}",
         "beta": beta,
         "agreement": round(same / steps, 6),
+        **({"class_weights": list(class_weights)} if class_weights else {}),
     }
     return Embedded(exported, summary)

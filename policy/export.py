@@ -1,9 +1,9 @@
-"""From a learned float policy to its integer device twin (:mod:`converter.policy_export`), and back to traces.
+"""From a learned float policy to its integer device twin (:mod:`policy.intpolicy`), and back to traces.
 
 The device sees int8 logits, not the traces' float softmax: :func:`trace_logits` quantizes an
 exit's log-probabilities at that exit's logit scale (top logit at 127), which is how the
 device's logits differ only by rounding. :func:`device_state` turns an environment state
-into the firmware's :class:`~converter.threshold.DeviceState`; :func:`agreement` replays the
+into the firmware's :class:`~policy.threshold.DeviceState`; :func:`agreement` replays the
 float policy and counts the device steps on which the exported one decides the same.
 """
 
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from converter.policy_export import Features, Layer, LearnedPolicy, Limits
-from converter.threshold import NO_BUDGET, DeviceState
 from policy.costs import CostModel, offload_frame_bytes
 from policy.dqn import DQNPolicy
 from policy.env import FEATURE_MAX, OBSERVATION_VERSION, STAY, EnvConfig, State, TraceEnv
+from policy.intpolicy import Features, Layer, LearnedPolicy, Limits
 from policy.tabular import TabularPolicy
+from policy.threshold import NO_BUDGET, DeviceState
 
 
 def trace_logits(probs: np.ndarray, scale: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.boards import Link
+from contracts.boards import Link
 
 EVAL_EVERY = 4  # every 4th file (sorted by name) is held out for evaluation
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from earlyexit.console import bar
 from policy.env import TraceEnv
 
 
@@ -49,11 +50,13 @@ class TabularPolicy:
         return int(q.argmax())
 
 
-def train(env: TraceEnv, cfg: TabularConfig) -> TabularPolicy:
+def train(env: TraceEnv, cfg: TabularConfig, progress: bool | None = False) -> TabularPolicy:
+    """Q-learning on ``env``; ``progress`` (None: when stderr is a terminal): a bar over the episodes on stderr."""
     rng = np.random.default_rng(cfg.seed)
     env.reset(seed=cfg.seed)
     policy = TabularPolicy(cfg, env.costs.num_exits, len(env.costs.tiers))
-    for episode in range(cfg.episodes):
+    episodes = bar(range(cfg.episodes), progress=progress, desc=f"tabular Q (beta {env.cfg.beta:.3g})", unit="episode")
+    for episode in episodes:
         eps = cfg.eps_start + min(1.0, episode / (0.6 * cfg.episodes)) * (cfg.eps_end - cfg.eps_start)
         _, info = env.reset()
         done = False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cobs import cobs
 
-from host import protocol as p
+from contracts import protocol as p
 
 VECTORS = Path(__file__).parent / "data" / "protocol" / "vectors.txt"
 

@@ -6,10 +6,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import boards
-from converter.errors import ConvertError
-from converter.placement import SliceNeeds, core_ram_bytes, fit, place
-from converter.threshold import EXIT, OFFLOAD, STAY, ThresholdPolicy
+from contracts import boards
+from contracts.placement import (
+    DEFAULT_DEADLINE_US,
+    FALLBACK_MARGIN_US,
+    PlacementError,
+    SliceNeeds,
+    core_ram_bytes,
+    empty_device,
+    fit,
+    over_deadline,
+    place,
+)
+from host.simulator import DEFAULT_DEADLINE_MS, MARGIN_US
+from policy.threshold import EXIT, OFFLOAD, STAY, ThresholdPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,14 +105,14 @@ def test_place_takes_the_longest_prefix_that_fits():
 
 
 def test_forced_placement_that_does_not_fit_says_by_how_much_and_where():
-    with pytest.raises(ConvertError) as err:
+    with pytest.raises(PlacementError) as err:
         place(NEEDS, boards.load("nano33"), forced=3)
     message = str(err.value)
     assert "flash short by 121,760 bytes" in message and "Slice 3 is the first" in message
     assert "RAM" not in message
-    with pytest.raises(ConvertError, match="0..4"):
+    with pytest.raises(PlacementError, match="0..4"):
         place(NEEDS, boards.load("nano33"), forced=7)
-    with pytest.raises(ConvertError, match="device board"):
+    with pytest.raises(PlacementError, match="device board"):
         place(NEEDS, boards.load("edge-pc"))
 
 
@@ -132,3 +142,55 @@ def test_threshold_policy_matches_the_float_softmax_away_from_the_boundary():
 def test_threshold_policy_rejects_bad_thresholds():
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         ThresholdPolicy.build([0.1], [1.5], 1)
+
+
+def test_a_profile_by_path_may_have_any_file_name_and_bad_fields_name_file_and_field(tmp_path):
+    text = (boards.BOARDS_DIR / "nano33.toml").read_text().replace('name = "nano33"', 'name = "my-nano"')
+    path = tmp_path / "profiles" / "custom.toml"
+    path.parent.mkdir()
+    path.write_text(text)
+    board = boards.load(str(path))
+    assert (board.name, board.clock_hz, board.path) == ("my-nano", 64_000_000, path)
+    path.write_text(text.replace("ram_bytes = 262_144", "ram_bytes = 256.5"))
+    with pytest.raises(boards.BoardError, match=rf"^{re.escape(str(path))}: field ram_bytes must be int, got 256.5$"):
+        boards.load(str(path))
+    with pytest.raises(boards.BoardError, match="--board .*missing.toml: no such file"):
+        boards.load(str(tmp_path / "missing.toml"))
+    with pytest.raises(boards.BoardError, match="or a path to your own profile ending in .toml"):
+        boards.load(str(tmp_path / "custom"))  # a path must end in .toml
+
+
+def test_nothing_on_the_device_says_by_how_many_bytes_and_what_to_do():
+    board = boards.load("nano33")
+    huge = [SliceNeeds(800_000, 10_000, 3072, 8192, 10), *NEEDS[1:]]
+    assert place(huge, board).device_slices == 0
+    message = empty_device(huge, board, None)
+    assert message.startswith("no slice fits nano33: slice 1 alone has flash short by 21,760 bytes (needs 800,000")
+    assert "--allow-empty-device" in message and "\n" not in message
+    assert "--device-slices 1 or more" in empty_device(NEEDS, board, 0)
+
+
+def test_a_device_part_over_the_default_deadline_says_by_how_many_ms_and_what_to_change():
+    board = boards.load("nano33")
+    assert over_deadline([100_000, 200_000, 194_999], board) is None  # the budget: 500 ms less the 5 ms margin
+    late = over_deadline([100_000, 200_000, 195_000], board)
+    assert late.startswith("the device part (slices 1-3) takes an estimated 495 ms on nano33, 0 ms over")
+    assert "past exit 2 overruns it in slice 3" in late and "--device-slices 2 (300 ms)" in late
+    cifar = over_deadline([250_000, 1_140_000], board)  # cifar10 on nano33: 1.39 s
+    assert "1,390 ms on nano33, 895 ms over the firmware's default deadline of 500 ms" in cifar
+    assert "--device-slices 1 (250 ms)" in cifar and "-DEEFW_DEADLINE_US=1400000u" in cifar
+    assert "every request overruns it in slice 1" in over_deadline([600_000], board)
+
+
+def test_the_default_deadline_is_the_firmwares():
+    """placement.py mirrors eecore.h; the firmwares and the simulator take their defaults from there."""
+    header = (ROOT / "firmware/lib/eecore/eecore.h").read_text()
+    value = {m[0]: int(m[1]) for m in re.findall(r"#define (EEC_DEFAULT_\w+) (\d+)u", header)}
+    assert value == {"EEC_DEFAULT_DEADLINE_US": DEFAULT_DEADLINE_US, "EEC_DEFAULT_MARGIN_US": FALLBACK_MARGIN_US}
+    for main in ("src/main.cpp", "qemu/main.c"):
+        text = (ROOT / "firmware" / main).read_text()
+        assert (
+            "#define EEFW_DEADLINE_US EEC_DEFAULT_DEADLINE_US" in text
+            and "EEFW_MARGIN_US EEC_DEFAULT_MARGIN_US" in text
+        )
+    assert (DEFAULT_DEADLINE_MS, MARGIN_US) == (DEFAULT_DEADLINE_US / 1e3, FALLBACK_MARGIN_US)

@@ -7,14 +7,16 @@ import subprocess
 import numpy as np
 import pytest
 
+from contracts import boards
 from converter import verify
 from converter.__main__ import main
 from converter.build import BuildOptions, run
 from converter.slicing import convert
-from converter.threshold import ThresholdPolicy
 from earlyexit import checkpoint, data
 from earlyexit.model import EarlyExitNet
 from earlyexit.train import config_for, train
+from host import bundle as bundles
+from policy.threshold import ThresholdPolicy
 
 SLICE_KEYS = {
     "index",
@@ -283,3 +285,46 @@ def test_an_op_tflm_cannot_run_is_named_with_its_layer(built, monkeypatch):
     monkeypatch.setattr(slicing, "TFLM_OPS", {k: v for k, v in slicing.TFLM_OPS.items() if k != "MEAN"})
     with pytest.raises(ConvertError, match=r"slice 3: MEAN \(layer .*reduce_mean.*\) cannot run in TFLite Micro"):
         slicing._check_ops(tflite, "slice 3")
+
+
+def _profile(tmp_path, file: str, **edits: str):
+    """nano33's profile under another file name, with ``old=new`` text edits (a user's own board)."""
+    text = (boards.BOARDS_DIR / "nano33.toml").read_text()
+    for old, new in edits.values():
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / file).write_text(text)
+    return str(tmp_path / file)
+
+
+def test_no_slice_on_the_device_stops_with_the_shortfall_unless_allowed(tiny_model, cache, tmp_path, capsys):
+    board = _profile(tmp_path, "tiny.toml", name=('"nano33"', '"tiny-mcu"'), flash=("983_040", "205_000"))
+    argv = ["build", "--board", board, "--model", str(tiny_model), "--cache-dir", str(cache)]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no slice fits tiny-mcu: slice 1 alone has flash short by ") and err.count("\n") == 1
+    assert "--allow-empty-device" in err and not (tmp_path / "o").exists()
+    assert main([*argv, "--out", str(tmp_path / "edge-only"), "--allow-empty-device"]) == 0
+    assert json.loads((tmp_path / "edge-only" / "manifest.json").read_text())["device_slices"] == 0
+    assert main([*argv, "--out", str(tmp_path / "o"), "--device-slices", "0"]) == 2
+    assert "--device-slices 0 leaves tiny-mcu with nothing to run" in capsys.readouterr().err
+
+
+def test_a_device_part_slower_than_the_firmware_deadline_warns_by_how_much(tiny_model, cache, tmp_path, capsys):
+    # slices of 32,288 / 55,328 / 9,248 MACs at 2.5 cycles each and 400 kHz: 202 + 346 + 58 ms
+    board = _profile(tmp_path, "slow.toml", name=('"nano33"', '"slow-mcu"'), clock=("64_000_000", "400_000"))
+    out = tmp_path / "slow"
+    argv = ["build", "--board", board, "--model", str(tiny_model), "--cache-dir", str(cache), "--out", str(out)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "warning: the device part (slices 1-3) takes an estimated 605 ms on slow-mcu, 110 ms over the firmware's "
+        "default deadline of 500 ms (less its 5 ms margin): a request that goes past exit 1 overruns it in slice 2 "
+        "and answers from there with the fallback flag. Use --device-slices 1 (202 ms), a faster board, or a longer "
+        "deadline (-DEEFW_DEADLINE_US=620000u in the firmware, --deadline-ms 620 for `python -m host`)."
+    )
+    # the host reads the profile the bundle was built for, whatever its name
+    bundle = bundles.load(out)
+    assert bundle.board == "slow-mcu" and bundle.device_slice_us() == (201800, 345800, 57800)
+    assert main([*argv[:-1], str(tmp_path / "fast"), "--device-slices", "1"]) == 0
+    assert capsys.readouterr().err == ""

@@ -87,3 +87,22 @@ def test_bad_trace_file(tmp_path):
     np.savez(tmp_path / "y.npz", probs=np.zeros((1, 1, 2)))
     with pytest.raises(ValueError, match="lacks .*label"):
         traces.load(tmp_path / "y.npz")
+
+
+def test_a_dataset_the_model_cannot_take_is_one_line(capsys):
+    assert main(["eval", "--model", "fashion-mnist", "--dataset", "synthetic", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --dataset synthetic does not fit model fashion-mnist: its images are 16x16x3 in 4 classes, the model "
+        "(mcu-fmnist, trained on fashion-mnist) takes 28x28x1 in 10; drop --dataset to use the model's own, or pass "
+        "a model trained on synthetic\n"
+    )
+
+
+def test_profile_numbers_blocks_and_exits_from_one(capsys):
+    assert main(["profile", "mcu-fmnist"]) == 0
+    out = capsys.readouterr().out
+    blocks, exits = out.split("\n\n")
+    numbered = [int(line.split()[0]) for line in blocks.splitlines()[2:]]
+    after = [int(line.split()[1]) for line in exits.splitlines()[1:]]
+    assert numbered == [1, 2, 3] and after == [1, 2, 3]  # mcu-fmnist: an exit after every block

@@ -1,4 +1,5 @@
 import gzip
+import os
 import pickle
 import tarfile
 
@@ -124,6 +125,28 @@ def test_malformed_cifar_files_are_named(tmp_path):
     (tmp_path / "other" / "cifar-10-python.tar.gz").write_bytes(b"garbage")
     with pytest.raises(data.DataError, match="cannot read the archive"):
         data.load("cifar10", "test", tmp_path / "other")
+
+
+class _RunsCode:
+    """What a doctored batch could hold: unpickling it would call os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickle_that_would_run_code_is_refused_naming_the_file(tmp_path):
+    batches = _write_cifar_folder(tmp_path)
+    marker = tmp_path / "ran"
+    bad = tmp_path / "cifar-10-batches-py" / "test_batch"
+    bad.write_bytes(pickle.dumps({**batches["test_batch"], b"batch_label": _RunsCode(marker)}))
+    with pytest.raises(data.DataError, match=r"test_batch: not a CIFAR-10 python batch .*system.*refused") as err:
+        data.load("cifar10", "test", tmp_path)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+    assert len(data.load("cifar10", "train", tmp_path, val_size=10)) == 20  # the untouched batches still load
 
 
 def test_unknown_names():

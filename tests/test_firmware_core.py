@@ -11,7 +11,7 @@ import pytest
 from converter import __version__, codegen
 from converter.flatbuf import TensorInfo
 from converter.intslice import IntSlice
-from converter.threshold import ThresholdPolicy
+from policy.threshold import ThresholdPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"

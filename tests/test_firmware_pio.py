@@ -51,3 +51,16 @@ def test_paths_point_at_the_firmware_and_the_generated_bundle(config):
     native = config["env:native"]
     for entry in native["build_src_filter"][1:]:
         assert (Path(pio["src_dir"]) / entry[2:-1]).is_file(), entry
+
+
+def test_the_docs_say_what_the_first_pio_run_downloads(config):
+    """Offline, the first `pio run` ends in a bare HTTPClientError: the docs name every download and that error."""
+    text = (ROOT / "docs/firmware.md").read_text()
+    section = text[text.index("### The first `pio run` needs the internet, once") :]
+    section = section[: section.index("\n## ")]
+    board = config["env:nano33ble"]
+    wanted = [board["platform"], *board["lib_deps"], "toolchain-gccarmnoneeabi", "framework-arduino-mbed"]
+    assert all(f"`{name}`" in section for name in wanted), wanted
+    assert "`HTTPClientError:`" in section and "~/.platformio" in section
+    ini = (ROOT / "platformio.ini").read_text()
+    assert "internet needed once" in ini and "HTTPClientError" in ini

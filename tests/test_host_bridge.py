@@ -10,13 +10,7 @@ import tty
 import numpy as np
 import pytest
 
-from converter import verify
-from earlyexit import data
-from host import bundle as bundles
-from host import offline
-from host.bridge import Bridge, Request
-from host.edge import EdgeService, split_outputs
-from host.protocol import (
+from contracts.protocol import (
     MAX_FRAME,
     ErrorCode,
     FrameReader,
@@ -30,6 +24,13 @@ from host.protocol import (
     Telemetry,
     encode,
 )
+from converter import verify
+from earlyexit import data
+from host import bundle as bundles
+from host import offline
+from host.bridge import Bridge, Request
+from host.edge import EdgeService
+from host.tier import split_outputs
 from tests.test_host_bundle import tiny_bundle
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from contracts.protocol import Tier
 from converter import verify
 from converter.build import BuildOptions, run
 from earlyexit import checkpoint, data, traces
@@ -22,7 +23,6 @@ from earlyexit.model import EarlyExitNet
 from earlyexit.train import config_for, train
 from host import bundle as bundles
 from host import offline
-from host.protocol import Tier
 
 _BUILT: dict[Path, Path] = {}
 
@@ -92,6 +92,17 @@ def test_a_stale_or_missing_bundle_is_refused(bundle, tmp_path):
     (copy / "edge" / "slice2.tflite").unlink()
     with pytest.raises(bundles.BundleError, match="slice2.tflite is missing"):
         bundles.load(copy)
+
+
+def test_an_edited_board_profile_copy_is_refused(bundle, tmp_path):
+    """board.toml sets the simulated device's clock: its sha256 in the manifest guards it too."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle.root, copy)
+    assert bundles.load(copy).board_profile().name == "nano33"
+    profile = copy / "board.toml"
+    profile.write_text(profile.read_text().replace("clock_hz = 64_000_000", "clock_hz = 640_000_000"))
+    with pytest.raises(bundles.BundleError, match=r"board.toml does not match its sha256.*rebuild"):
+        bundles.load(copy).board_profile()
 
 
 def test_offline_reference_is_the_first_confident_exit_of_the_tflm_chain(bundle):

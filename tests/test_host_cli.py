@@ -1,6 +1,8 @@
 """``python -m host``: one-line errors without tracebacks, port discovery, clean Ctrl-C."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +49,18 @@ def test_auto_finds_nano33_boards_and_lists_the_ports_when_there_is_none(monkeyp
         ports.resolve(["auto"])
 
 
+def test_a_missing_port_is_named_with_the_ports_present(monkeypatch):
+    monkeypatch.setattr(ports.list_ports, "comports", lambda: [_usb("/dev/ttyUSB0", 0x0403, 0x6001)])
+    with pytest.raises(ports.PortError) as err:
+        ports.resolve(["loop://", "/dev/nonexistent"])
+    assert str(err.value) == (
+        "--port /dev/nonexistent: no such serial port; serial ports present: /dev/ttyUSB0 (USB serial, USB "
+        "0403:6001). Pass one of them, or --port auto to find an Arduino Nano 33 BLE (plug it in with a data cable, "
+        "not a charge-only one)."
+    )
+    assert ports.resolve(["socket://127.0.0.1:9", "loop://"]) == ["socket://127.0.0.1:9", "loop://"]
+
+
 def test_only_loopback_addresses_are_accepted():
     assert ports.loopback("127.0.0.1:7878") == ("127.0.0.1", 7878)
     assert ports.loopback("localhost:0") == ("127.0.0.1", 0)
@@ -69,7 +83,14 @@ def _exit_code(argv: list[str]) -> int:
     "argv, message",
     [
         (["bridge", "--bundle", "{tmp}", "--port", "loop://"], "is not a build bundle"),
-        (["bridge", "--bundle", "{bundle}", "--port", "/dev/no-such-tty"], "could not open port /dev/no-such-tty"),
+        (
+            ["bridge", "--bundle", "{bundle}", "--port", "/dev/no-such-tty"],
+            "--port /dev/no-such-tty: no such serial port; serial ports present: ",
+        ),
+        (
+            ["demo", "--bundle", "{bundle}", "--samples", "2", "--port", "/dev/no-such-tty", "--json", "{tmp}/d.json"],
+            "--port /dev/no-such-tty: no such serial port; serial ports present: ",
+        ),
         (["bridge", "--bundle", "{bundle}", "--port", "loop://", "--cloud", "10.1.2.3:7878"], "only loopback"),
         (["bridge", "--bundle", "{bundle}", "--port", "loop://", "--edge-slices", "1"], "--edge-slices needs --cloud"),
         (
@@ -91,6 +112,39 @@ def test_errors_are_one_line_without_traceback(bundle_dir, tmp_path, capsys, arg
     assert _exit_code([a.format(bundle=bundle_dir, tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
+
+
+def _times(path: str, factor: float):
+    """An edit of the manifest that multiplies the number at ``path`` (keys and list indices) by ``factor``."""
+
+    def edit(manifest: dict) -> None:
+        *parents, last = path
+        node = manifest
+        for key in parents:
+            node = node[key]
+        node[last] = type(node[last])(node[last] * factor)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (_times(("device_slices",), 2), "edited after the build: device_slices"),
+        (_times(("slices", 0, "input", "scale"), 1.5), "edited after the build: slices[0].input.scale"),
+        (lambda m: m.pop("integrity"), "no integrity record"),
+    ],
+)
+def test_an_edited_manifest_is_refused_naming_the_field(bundle_dir, tmp_path, capsys, edit, field):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    assert _exit_code(["bridge", "--bundle", str(copy), "--port", "loop://"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert field in err and "rebuild it with `python -m converter build" in err, err
 
 
 def test_ctrl_c_stops_every_long_running_command_cleanly(bundle_dir, tmp_path):

@@ -32,14 +32,37 @@ def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, caps
     summary = json.loads(out.read_text())
     assert set(summary) == {
         "samples", "answered", "duplicates", "accuracy", "offline_accuracy", "decisions_match",
-        "offload_rate", "bytes_sent", "latency_ms", "faults",
+        "offload_rate", "bytes_sent", "latency_ms", "faults", "differences",
     }  # fmt: skip
     _exactly_once(summary)
     assert summary["decisions_match"] is True and summary["accuracy"] == summary["offline_accuracy"]
     assert 0 < summary["offload_rate"] < 1 and summary["bytes_sent"] > SAMPLES * 16 * 16 * 3
     assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
     assert summary["faults"] == {"kinds": [], "frames_damaged": 0, "bridge_restarts": 0, "fallback_answers": 0}
-    assert "decisions match: True" in capsys.readouterr().out
+    assert summary["differences"] == {"counts": {}, "requests": []}
+    assert "decisions match: True, offload rate" in capsys.readouterr().out
+
+
+def test_the_demo_lists_the_requests_that_differ_and_why(bundle, tmp_path, capsys):
+    """A budget 0.5 ms past slice 1 on the board's clock: no edge answer comes back in time over the ptys."""
+    deadline_ms = (bundle.device_slice_us()[0] + MARGIN_US + 500) / 1e3
+    argv = ["demo", "--bundle", str(bundle.root), "--samples", str(SAMPLES), "--deadline-ms", str(deadline_ms)]
+    assert main([*argv, "--json", str(tmp_path / "d.json")]) == 0
+    summary = json.loads((tmp_path / "d.json").read_text())
+    reference = offline.evaluate(bundle, data.load("synthetic", "test").x[:SAMPLES], deadline_ms=deadline_ms)
+    offloaded = [i + 1 for i, d in enumerate(reference) if d.tier != 0]
+    assert 0 < len(offloaded) < SAMPLES and not summary["decisions_match"]
+    assert summary["differences"]["counts"] == {"fallback": len(offloaded)}
+    assert [d["request_id"] for d in summary["differences"]["requests"]] == offloaded
+    lines = capsys.readouterr().out.splitlines()
+    assert f"decisions match: False ({len(offloaded)} differ: {len(offloaded)} fallback), offload rate" in lines[0]
+    first = summary["differences"]["requests"][0]
+    assert lines[1] == f"  request {offloaded[0]}: fallback: {first['detail']}"
+    assert first["detail"].startswith(
+        f"the device offloaded after exit 1 and answered itself from there with the fallback flag (no edge answer "
+        f"within its {(bundle.device_slice_us()[0] + 500) / 1e3:g} ms budget); the reference, on a perfect link, "
+        "answered at exit"
+    )
 
 
 def test_demo_with_a_cloud_tier_matches_offline(bundle):
@@ -87,3 +110,7 @@ def test_every_request_is_answered_exactly_once_despite(bundle, fault):
     else:
         assert faults["frames_damaged"] > 0 and faults["bridge_restarts"] == 0
         assert faults["fallback_answers"] > 0, "lost offloads were answered by the device's fallback"
+    # every answer that differs from the reference is such a fallback, and says so
+    assert summary["differences"]["counts"] == (
+        {"fallback": faults["fallback_answers"]} if faults["fallback_answers"] else {}
+    )

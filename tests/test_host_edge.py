@@ -6,13 +6,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from contracts.protocol import Offload, Result, Tier
 from converter import verify
 from earlyexit import data
 from host import bundle as bundles
 from host import offline
 from host.cloud import CloudClient, CloudServer
-from host.edge import EdgeService, TierRunner, split_outputs
-from host.protocol import Offload, Result, Tier
+from host.edge import EdgeService
+from host.tier import TierRunner, split_outputs
 from tests.test_host_bundle import tiny_bundle
 
 SAMPLES = 48

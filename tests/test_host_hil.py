@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import serial
 
+from contracts.protocol import MAX_FRAME, Ping, encode
 from host import bundle as bundles
 from host import demo
 from host.ports import resolve
-from host.protocol import MAX_FRAME, Ping, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 100

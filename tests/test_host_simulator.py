@@ -7,13 +7,8 @@ import tty
 
 import pytest
 
-from converter import boards, verify
-from converter.threshold import EXIT
-from earlyexit import data
-from host import bundle as bundles
-from host.edge import split_outputs
-from host.link import open_serial
-from host.protocol import (
+from contracts import boards
+from contracts.protocol import (
     Error,
     ErrorCode,
     HelloAck,
@@ -24,7 +19,13 @@ from host.protocol import (
     Tier,
     encode,
 )
+from converter import verify
+from earlyexit import data
+from host import bundle as bundles
+from host.link import open_serial
 from host.simulator import Simulator
+from host.tier import split_outputs
+from policy.threshold import EXIT
 from tests.protocol_vectors import _packet, _raw_frame
 from tests.test_host_bridge import ScriptedDevice
 from tests.test_host_bundle import tiny_bundle

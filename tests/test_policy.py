@@ -1,18 +1,23 @@
 """The decision process and the policies on hand-made traces."""
 
 import json
+import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from converter import boards
+from contracts import boards
 from converter.__main__ import main
+from earlyexit import checkpoint, traces
 from earlyexit.traces import Traces
 from policy import baselines, dqn, tabular
 from policy.bandwidth import Bandwidth
+from policy.commands import LEARN_SPLIT, traces_for
 from policy.costs import CostModel, offload_frame_bytes
 from policy.env import EXIT, OFFLOAD, STAY, EnvConfig, TraceEnv
 from policy.evaluate import evaluate
+from policy.plot import pareto_figure
 
 
 def _traces(probs: np.ndarray, labels: np.ndarray) -> Traces:
@@ -159,7 +164,7 @@ def test_bandwidth_processes(tmp_path):
 
 def test_compare_writes_every_policy_target_and_calibration(tmp_path, capsys):
     out = tmp_path / "compare.json"
-    args = ["policy", "compare", "--model", "fashion-mnist", "--board", "nano33", "--episodes", "300"]
+    args = ["policy", "compare", "--model", "fashion-mnist", "--board", "nano33", "--episodes", "300", "--progress"]
     assert main([*args, "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     betas = [c["beta"] for c in result["calibration"]]
@@ -174,4 +179,69 @@ def test_compare_writes_every_policy_target_and_calibration(tmp_path, capsys):
         lo, hi = t["dqn_minus_best_baseline_ci95"]
         assert lo <= t["dqn_minus_best_baseline"] <= hi
     assert all(1.0 <= c["dqn_mean_exit_depth"] <= 4.0 for c in result["calibration"])
-    assert out.with_suffix(".png").stat().st_size > 0 and "gap closed" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert out.with_suffix(".png").stat().st_size > 0 and "gap closed" in printed.out
+    for beta in betas:  # progress on stderr: every beta x policy, the DQN's episodes
+        assert f"compare: beta {beta:.3g}, tabular" in printed.err and f"DQN (beta {beta:.3g})" in printed.err
+
+
+def test_compare_plot_names_betas_and_keeps_coinciding_policies_visible():
+    import matplotlib.pyplot as plt
+
+    same = {"device_energy_mj": 1.0, "accuracy": 0.9}
+    rows = [{"name": n, "beta": b, **same} for b in (2.0, 5.0) for n in ("fixed-split", "offload-first", "dqn")]
+    rows += [{"name": "oracle", "beta": b, "device_energy_mj": 0.5, "accuracy": 0.95} for b in (2.0, 5.0)]
+    fig = pareto_figure(rows, "fashion-mnist: nano33 / edge-pc")
+    ax = fig.axes[0]
+    assert ax.get_title() == "fashion-mnist: nano33 / edge-pc"
+    assert sorted(t.get_text() for t in ax.texts) == ["β 2, 5", "β 2, 5"]
+    shown = ax.collections
+    assert [c.get_label() for c in shown] == ["fixed-split", "offload-first", "dqn", "oracle"]
+    # hollow markers of decreasing size: policies on the same point nest, none hides another
+    assert len({c.get_sizes()[0] for c in shown}) == 4 and all(len(c.get_facecolor()) == 0 for c in shown)
+    plt.close(fig)
+
+
+def _train(tmp_path, capsys, *extra: str) -> tuple[int, str, str]:
+    argv = ["policy", "train", "--model", "fashion-mnist", "--learner", "tabular", "--episodes", "300", "--beta", "3"]
+    code = main([*argv, "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "p.npz"), *extra])
+    printed = capsys.readouterr()
+    found = re.search(r"test: (\{.*\})", printed.out)
+    return code, json.loads(found.group(1)) if found else None, printed.err
+
+
+def test_class_weights_change_the_rewards_and_are_checked(tmp_path, capsys):
+    code, plain, _ = _train(tmp_path, capsys)
+    assert code == 0
+    code, weighted, _ = _train(tmp_path, capsys, "--class-weights", ",".join(["2"] * 10))
+    assert code == 0 and weighted["mean_reward"] > plain["mean_reward"] + 1.0
+    (tmp_path / "w.txt").write_text("1 1 1 1 1\n1 1 1 1 1\n")
+    assert _train(tmp_path, capsys, "--class-weights", str(tmp_path / "w.txt"))[1] == plain
+    for bad, message in (
+        ("1,2", "2 weights given; the model has 10 classes"),
+        ("x", "numbers"),
+        ("-1" + ",1" * 9, "non-negative"),
+    ):
+        code, _, err = _train(tmp_path, capsys, f"--class-weights={bad}")
+        assert code == 2 and err.startswith("error: --class-weights") and message in err and err.count("\n") == 1
+
+
+def test_build_checks_policy_class_weights_before_converting(capsys):
+    assert main(["build", "--board", "nano33", "--policy-class-weights", ",".join(["1"] * 10)]) == 2
+    assert "add --policy dqn|tabular" in capsys.readouterr().err
+    assert main(["build", "--board", "nano33", "--policy", "dqn", "--policy-class-weights", "1,1"]) == 2
+    assert "error: --policy-class-weights 1,1: 2 weights given" in capsys.readouterr().err
+
+
+def test_policy_learns_from_a_traces_file_of_the_hold_out(tmp_path, capsys):
+    code, computed, _ = _train(tmp_path, capsys)
+    ckpt = checkpoint.load("fashion-mnist")
+    hold_out = traces_for(ckpt, LEARN_SPLIT, None, tmp_path / "cache")
+    traces.save(hold_out, tmp_path / "val.npz")
+    code, read, _ = _train(tmp_path, capsys, "--traces", str(tmp_path / "val.npz"))
+    assert code == 0 and read == computed
+    traces.save(replace(hold_out, split="train"), tmp_path / "train.npz")
+    traces.save(replace(hold_out, model_hash="0" * 64), tmp_path / "other.npz")
+    for name, message in (("train.npz", "traces of the train split"), ("other.npz", "traces of model 000000000000")):
+        code, _, err = _train(tmp_path, capsys, "--traces", str(tmp_path / name))
+        assert code == 2 and message in err and "earlyexit traces --model fashion-mnist --split val" in err

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converter import boards, policy_export, policy_export_c
+from contracts import boards
 from converter.__main__ import main
 from converter.build import BuildOptions, run
-from converter.threshold import EXIT, OFFLOAD, STAY, DeviceState, ThresholdPolicy
 from earlyexit.traces import Traces
 from host import bundle as host_bundle
-from policy import dqn, export, tabular
+from policy import dqn, export, export_c, intpolicy, tabular
 from policy.bandwidth import Bandwidth
 from policy.costs import CostModel
 from policy.edgeload import EdgeLoad
 from policy.env import EnvConfig, TraceEnv
+from policy.threshold import EXIT, OFFLOAD, STAY, DeviceState, ThresholdPolicy
 from tests.test_build import cache, tiny_arch, tiny_model  # noqa: F401 (fixtures)
 
 SCALES = [0.11, 0.09, 0.07]
@@ -114,7 +114,7 @@ def _random_states(n=400, seed=3) -> list[DeviceState]:
 
 
 def _run_c(policy_c: str, states: list[DeviceState], tmp: Path) -> list[str]:
-    (tmp / "ee_policy.h").write_text(policy_export_c.header("/* test */\n"))
+    (tmp / "ee_policy.h").write_text(export_c.header("/* test */\n"))
     (tmp / "ee_policy.c").write_text(policy_c)
     (tmp / "harness.c").write_text(HARNESS)
     build = subprocess.run(
@@ -138,7 +138,7 @@ def _run_c(policy_c: str, states: list[DeviceState], tmp: Path) -> list[str]:
 def test_c_and_python_twin_decide_identically_on_every_step(learned, name, tmp_path):
     policy, exported, states, agreement = learned[0][name]
     states = states + _random_states()
-    c = _run_c(policy_export_c.source("/* test */\n", exported), states, tmp_path)
+    c = _run_c(export_c.source("/* test */\n", exported), states, tmp_path)
     python = [f"{exported.decide_device(s)} {exported.confidence_q15(s.exit, s.logits)}" for s in states]
     assert c == python
     decisions = {int(line.split()[0]) for line in c}
@@ -154,7 +154,7 @@ def test_integer_features_follow_the_float_observation(learned):
     for _ in range(200):
         env.reset()
         state = export.device_state(env, env.state, SCALES)
-        ints = np.array(policy_export.observation(feats, policy_export.exp_tables(SCALES)[state.exit], state))
+        ints = np.array(intpolicy.observation(feats, intpolicy.exp_tables(SCALES)[state.exit], state))
         expected = env.observe()
         # top probability, margin, entropy: int8 rounding of the logits; the rest: integer rounding only
         assert np.abs(ints[:3] / 4096 - expected[:3]).max() < 0.06
@@ -178,15 +178,15 @@ def test_policy_files_round_trip(learned, tmp_path):
     models, train_env = learned
     states = _random_states(200)
     for name, (policy, exported, _, _) in models.items():
-        policy_export.save(exported, tmp_path / f"{name}.json")
-        again = policy_export.load(tmp_path / f"{name}.json")
+        intpolicy.save(exported, tmp_path / f"{name}.json")
+        again = intpolicy.load(tmp_path / f"{name}.json")
         assert [again.decide_device(s) for s in states] == [exported.decide_device(s) for s in states]
         export.save_learned(policy, train_env, tmp_path / f"{name}.policy")
         from_file = export.export_file(tmp_path / f"{name}.policy", train_env.costs, SCALES, 4)
         assert [from_file.decide_device(s) for s in states] == [exported.decide_device(s) for s in states]
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json: not an exported device policy"):
-        policy_export.load(tmp_path / "bad.json")
+        intpolicy.load(tmp_path / "bad.json")
     (tmp_path / "bad.policy").write_text("nonsense")
     with pytest.raises(ValueError, match="bad.policy: not a policy file"):
         export.export_file(tmp_path / "bad.policy", train_env.costs, SCALES, 4)
@@ -205,7 +205,7 @@ def _sizes(source: str, tmp: Path, name: str) -> tuple[int, int, int]:
     cc = ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
     if shutil.which(cc[0]) is None:
         cc = ["gcc"]
-    (tmp / "ee_policy.h").write_text(policy_export_c.header("/* test */\n"))
+    (tmp / "ee_policy.h").write_text(export_c.header("/* test */\n"))
     (tmp / f"{name}.c").write_text(source)
     subprocess.run([*cc, *WARNINGS, "-Os", "-fstack-usage", "-c", f"{name}.c"], cwd=tmp, check=True)
     size = "arm-none-eabi-size" if cc[0].startswith("arm") else "size"
@@ -219,8 +219,8 @@ def _sizes(source: str, tmp: Path, name: str) -> tuple[int, int, int]:
 def test_dqn_fits_two_kilobytes_of_flash_and_one_of_ram(learned, tmp_path):
     exported = learned[0]["dqn"][1]
     base = ThresholdPolicy.build(SCALES, [0.9] * 3, 2)
-    text, ram, stack = _sizes(policy_export_c.source("/* */\n", exported), tmp_path, "dqn")
-    base_text, _, _ = _sizes(policy_export_c.source("/* */\n", base), tmp_path, "threshold")
+    text, ram, stack = _sizes(export_c.source("/* */\n", exported), tmp_path, "dqn")
+    base_text, _, _ = _sizes(export_c.source("/* */\n", base), tmp_path, "threshold")
     # beyond the exp tables every policy shares (confidence): MLP, features and mask
     assert text - base_text <= 2048
     assert ram == 0 and stack <= 1024
@@ -234,7 +234,7 @@ def test_offload_at_split_masks_earlier_offloads():
     assert env.mask()[OFFLOAD]
 
 
-def test_build_embeds_a_learned_policy(tiny_model, cache, tmp_path):  # noqa: F811
+def test_build_embeds_a_learned_policy(tiny_model, cache, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "tab"
     manifest = run(
         BuildOptions(
@@ -247,10 +247,12 @@ def test_build_embeds_a_learned_policy(tiny_model, cache, tmp_path):  # noqa: F8
             policy_episodes=1000,
         ),
         say=lambda _: None,
+        progress=True,
     )
     assert manifest["policy"]["kind"] == "tabular" and manifest["policy"]["agreement"] > 0.9
+    assert "tabular Q (beta" in capsys.readouterr().err  # learning shows its progress
     device = host_bundle.load(out).device_policy()
-    assert isinstance(device, policy_export.LearnedPolicy) and device.kind == "tabular"
+    assert isinstance(device, intpolicy.LearnedPolicy) and device.kind == "tabular"
     fw = out / "firmware"
     states = [
         DeviceState(k, z, t, t // 100, left, 0, c)

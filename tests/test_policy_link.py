@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from converter import boards
+from contracts import boards
+from contracts.manifest import VERSION, write_manifest
 from converter.__main__ import main
 from policy import baselines, costs, linktraces
 from policy.bandwidth import P_OUTAGE, P_RECOVER, Bandwidth
@@ -178,9 +179,9 @@ def test_build_takes_the_link_and_costs_read_it_back(tmp_path, capsys):
     assert main(["build", "--board", "nano33", "--link", "wifi"]) == 2
     assert "nano33 has no link 'wifi'" in capsys.readouterr().err
     slices = [{"macs": 1000, "outputs": {"trunk": {"shape": [1, 4, 4, 2]}}}, {"macs": 1000, "outputs": {}}]
-    manifest = {"board": "nano33", "link": "ble", "device_slices": 1, "slices": slices}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    manifest = {"manifest_version": VERSION, "board": "nano33", "link": "ble", "device_slices": 1, "slices": slices}
+    write_manifest(tmp_path, manifest)
     assert costs.from_manifest(tmp_path / "manifest.json").tiers[0].links[0].name == "ble"
     del manifest["link"]  # a build from before links could be chosen: the profile's first
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(tmp_path, manifest)
     assert costs.from_manifest(tmp_path / "manifest.json").tiers[0].links[0].name == "usb-serial"

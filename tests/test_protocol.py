@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contracts import protocol as p
 from earlyexit.model import EarlyExitNet
 from earlyexit.profile import exit_costs
 from earlyexit.zoo import build_arch
-from host import protocol as p
 from tests import protocol_vectors
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,8 @@
 
 Needs qemu-system-arm and arm-none-eabi-gcc (skipped with what to install otherwise). One bundle
 for the module: the default Fashion-MNIST model for ``qemu-m4`` with the native runtime and 2 of its
-3 slices on the device, so that the firmware's OFFLOAD path runs too.
+3 slices on the device, so that the firmware's OFFLOAD path runs too; and the default build itself,
+run at the default deadline.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def bundle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-# The simulator and the offline reference count the profile's 25 MHz for the device's time (slices 1-2:
-# 0.52 s), QEMU its own clock; a deadline neither reaches keeps their decisions comparable.
+# The device's time counts on the profile's clock (the emulator's instructions) and the edge's round trip in
+# real time: a deadline no loaded machine reaches keeps the offloads' decisions comparable.
 DEADLINE_MS = "3000"
 
 
@@ -86,3 +87,33 @@ def test_demo_on_qemu_answers_as_the_simulator(bundle_root: Path, tmp_path: Path
     assert 0 < emulated["offload_rate"] < 1  # both the device's exits and the edge answered
     per_slice = emulated["instructions_per_slice"]
     assert set(per_slice) == {"1", "2"} and emulated["instructions_per_inference"] >= per_slice["1"] > 0
+
+
+def test_the_default_bundle_decides_as_offline_at_the_default_deadline(tmp_path: Path) -> None:
+    """``converter build --board qemu-m4 --runtime native`` and ``host demo`` at their defaults: the profile's
+    clock is the emulator's, so the simulator, the firmware under QEMU and the offline reference agree."""
+    missing = qemu.missing_tools()
+    if missing:
+        pytest.skip(f"the QEMU target needs {', '.join(missing)}: {qemu.INSTALL_HINT}")
+    root = tmp_path / "qemu-m4"
+    build = [
+        sys.executable,
+        "-m",
+        "converter",
+        "build",
+        "--board",
+        "qemu-m4",
+        "--runtime",
+        "native",
+        "--out",
+        str(root),
+    ]
+    proc = subprocess.run(build, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr[-3000:]
+    for target in ("sil", "qemu"):
+        demo = [sys.executable, "-m", "host", "demo", "--bundle", str(root), "--samples", "50", "--target", target]
+        proc = subprocess.run(
+            [*demo, "--json", str(tmp_path / f"{target}.json")], cwd=ROOT, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "50/50 answered" in proc.stdout and "decisions match: True, offload rate" in proc.stdout, proc.stdout

@@ -10,10 +10,10 @@
 #include "native_runner.h"
 
 #ifndef EEFW_DEADLINE_US
-#define EEFW_DEADLINE_US 500000u /* per request, INFER to final RESULT (as src/main.cpp) */
+#define EEFW_DEADLINE_US EEC_DEFAULT_DEADLINE_US /* per request, INFER to final RESULT (as src/main.cpp) */
 #endif
 #ifndef EEFW_MARGIN_US
-#define EEFW_MARGIN_US 5000u /* stop waiting for the edge this long before the deadline */
+#define EEFW_MARGIN_US EEC_DEFAULT_MARGIN_US /* stop waiting for the edge this long before the deadline */
 #endif
 #ifndef EEFW_ACTIVE_POWER_UW
 #define EEFW_ACTIVE_POWER_UW 9900u /* boards/qemu-m4.toml models the nano33's 9.9 mW */

@@ -16,10 +16,10 @@
 #endif
 
 #ifndef EEFW_DEADLINE_US
-#define EEFW_DEADLINE_US 500000u  // per request, INFER to final RESULT
+#define EEFW_DEADLINE_US EEC_DEFAULT_DEADLINE_US  // per request, INFER to final RESULT
 #endif
 #ifndef EEFW_MARGIN_US
-#define EEFW_MARGIN_US 5000u  // stop waiting for the edge this long before the deadline
+#define EEFW_MARGIN_US EEC_DEFAULT_MARGIN_US  // stop waiting for the edge this long before the deadline
 #endif
 #ifndef EEFW_ACTIVE_POWER_UW
 #define EEFW_ACTIVE_POWER_UW 9900u  // boards/nano33.toml: compute.active_power_mw = 9.9

@@ -10,12 +10,12 @@ recreates that folder: run this again after every build.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from contracts.manifest import ManifestError, read_manifest
 from earlyexit import data
 
 PER_LINE = 24
@@ -104,7 +104,7 @@ def load_samples(manifest: dict, count: int, data_dir: str | None) -> tuple[np.n
 
 def write(build: Path, count: int = 8, data_dir: str | None = None) -> list[Path]:
     """Write ``ee_demo_samples.{h,c}`` into ``build/firmware``; returns the files written."""
-    manifest = json.loads((build / "manifest.json").read_text())
+    manifest = read_manifest(build)
     header, source = render(manifest, *load_samples(manifest, count, data_dir))
     out = build / "firmware"
     (out / "ee_demo_samples.h").write_text(header)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         files = write(args.build, args.count, args.data_dir)
-    except data.DataError as err:
+    except (data.DataError, ManifestError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for f in files:

@@ -14,7 +14,6 @@ against it). Lines: ``sample slice n_logits logits... n_trunk trunk...``.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo_samples  # noqa: E402
 
+from contracts.manifest import read_manifest  # noqa: E402
 from converter import verify  # noqa: E402
 from converter.build import BuildOptions, run  # noqa: E402
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         say=print,
     )
-    manifest = json.loads((build / "manifest.json").read_text())
+    manifest = read_manifest(build)
     demo_samples.write(build, DEMO_COUNT)
     expected = tflm_expected(build, manifest)
     if FIXTURE.exists():

@@ -36,6 +36,11 @@ extern "C" {
 /** Firmware version sent in HELLO. */
 #define EEC_FW_VERSION 1u
 
+/** The firmwares' default deadline per request (their EEFW_DEADLINE_US) and fallback margin (EEFW_MARGIN_US);
+ * converter/placement.py mirrors both (the build warns when the device slices take longer). */
+#define EEC_DEFAULT_DEADLINE_US 500000u
+#define EEC_DEFAULT_MARGIN_US 5000u
+
 #define EEC_MAX2(a, b) ((a) > (b) ? (a) : (b))
 /** Bytes of one int8 input image. */
 #define EEC_INPUT_BYTES ((size_t)EE_INPUT_H * EE_INPUT_W * EE_INPUT_C)

@@ -2,7 +2,7 @@
  * @file eeproto.h
  * @brief The framed serial protocol of docs/protocol.md, portable C99, no allocation.
  *
- * Wire: COBS(header | payload | crc32) 0x00. The Python twin is host/protocol.py; the
+ * Wire: COBS(header | payload | crc32) 0x00. The Python twin is contracts/protocol.py; the
  * golden vectors in tests/data/protocol keep both byte-compatible.
  */
 #ifndef EEPROTO_H

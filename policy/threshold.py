@@ -7,7 +7,7 @@ At exit k with int8 logits l (scale s): the top softmax probability is
 Below the threshold it stays on; at the last device exit it offloads; the last exit always answers.
 
 :class:`DeviceState` is what the firmware knows at a device exit; every device policy (this
-one and the learned ones of :mod:`converter.policy_export`) decides from it.
+one and the learned ones of :mod:`policy.intpolicy`) decides from it.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 This module is the Python twin of the generated ``ee_policy.c`` for ``dqn`` and ``tabular``
 policies (docs/policy.md, "Export"): every quantity is an integer computed exactly as the C
-does, so the two decide identically. From a :class:`~converter.threshold.DeviceState` it forms
+does, so the two decide identically. From a :class:`~policy.threshold.DeviceState` it forms
 
 - the exit's prediction summary from its int8 logits through the exit's ``exp`` table
-  (:func:`converter.threshold.exp_tables`): top probability, top-1 minus top-2 margin and
+  (:func:`policy.threshold.exp_tables`): top probability, top-1 minus top-2 margin and
   normalized entropy, in Q12 (4096 = 1.0);
 - the exit index, the tier (the device), energy and time spent, bandwidth, deadline left, the
   edge's queueing wait and the battery pace in Q12, normalized like the training environment's
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.threshold import EXIT, OFFLOAD, ONE, STAY, DeviceState, exp_tables
-from host.protocol import RESULT_FRAME_BYTES
+from contracts.protocol import RESULT_FRAME_BYTES
+from policy.threshold import EXIT, OFFLOAD, ONE, STAY, DeviceState, exp_tables
 
 FORMAT_VERSION = 1
 Q = 4096  # features in Q12

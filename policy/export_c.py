@@ -1,7 +1,7 @@
 """C99 sources of the device policy: ``ee_policy.h`` (one API for every kind) and ``ee_policy.c``.
 
-The C of a learned policy mirrors :mod:`converter.policy_export` line by line; the threshold
-policy mirrors :class:`converter.threshold.ThresholdPolicy`. Every kind shares the per-exit
+The C of a learned policy mirrors :mod:`policy.intpolicy` line by line; the threshold
+policy mirrors :class:`policy.threshold.ThresholdPolicy`. Every kind shares the per-exit
 ``exp`` tables (confidence in Q15, the prediction summary).
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from converter.policy_export import LOG2_TABLE, LearnedPolicy, Q
-from converter.threshold import ThresholdPolicy
-from host.protocol import RESULT_FRAME_BYTES
+from contracts.protocol import RESULT_FRAME_BYTES
+from policy.intpolicy import LOG2_TABLE, LearnedPolicy, Q
+from policy.threshold import ThresholdPolicy
 
 
 def header(banner: str) -> str:
@@ -100,7 +100,7 @@ uint16_t ee_policy_confidence_q15(int exit_index, const int8_t *logits, int num_
 def _threshold(p: ThresholdPolicy) -> str:
     limits = ", ".join(f"{int(v)}u" for v in p.limits)
     thresholds = ", ".join(f"{t:g}" for t in p.thresholds)
-    return f"""/* Confidence thresholds per exit: {thresholds}. See converter/threshold.py. */
+    return f"""/* Confidence thresholds per exit: {thresholds}. See policy/threshold.py. */
 {_common(p.exp_tables, p.num_exits, p.device_exits)}
 static const uint32_t ee_limit[EE_POLICY_EXITS] = {{{limits}}};
 
@@ -317,7 +317,7 @@ def source(banner: str, policy: ThresholdPolicy | LearnedPolicy) -> str:
     """``ee_policy.c`` for ``policy``."""
     if isinstance(policy, ThresholdPolicy):
         return banner + _threshold(policy)
-    head = f"/* {policy.kind} policy exported by converter/policy_export.py; see docs/policy.md. */\n"
+    head = f"/* {policy.kind} policy exported by policy/intpolicy.py; see docs/policy.md. */\n"
     body = _dqn(policy) if policy.kind == "dqn" else _tabular(policy)
     common = _common(policy.tables, policy.features.num_exits, policy.device_exits)
     return f"{banner}{head}{common}\n{_mask(policy)}\n{body}"

@@ -1,4 +1,4 @@
-"""Board profiles: one TOML file per board in ``boards/`` (schema in docs/boards.md)."""
+"""Board profiles: one TOML file per board in ``boards/``, or a user's own file (schema in docs/boards.md)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _field(table: dict[str, Any], key: str, kind: type, path: Path, where: str) 
 
 
 def load_file(path: Path) -> Board:
-    """Parse and validate one profile."""
+    """Parse and validate one profile (any file name: ``name`` is the board's name in bundles and reports)."""
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
@@ -138,8 +138,6 @@ def load_file(path: Path) -> Board:
         raise BoardError(f"{path}: field tier must be one of {', '.join(TIERS)}, got {board.tier!r}")
     if board.clock_hz == 0:
         raise BoardError(f"{path}: field clock_hz must be > 0")
-    if board.name != path.stem:
-        raise BoardError(f"{path}: field name is {board.name!r} but the file is {path.name}: make them agree")
     if board.flash_bytes and board.reserve_flash_bytes >= board.flash_bytes:
         raise BoardError(f"{path}: reserve.flash_bytes ({board.reserve_flash_bytes}) leaves no flash for a model")
     if board.ram_bytes and board.reserve_ram_bytes >= board.ram_bytes:
@@ -148,8 +146,22 @@ def load_file(path: Path) -> Board:
 
 
 def load(name: str, link: str | None = None) -> Board:
-    """The profile ``boards/<name>.toml`` (with ``link`` first when given); an unknown name lists the boards."""
+    """A profile by name (``boards/<name>.toml``) or by path (anything ending in ``.toml``), with ``link`` first.
+
+    An unknown name lists the available boards; a shipped profile's ``name`` must equal its file name.
+    """
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise BoardError(f"--board {name}: no such file (a board profile by path; schema in docs/boards.md)")
+        return load_file(path).with_link(link)
     path = BOARDS_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise BoardError(f"unknown board {name!r}; available: {', '.join(available())} (profiles in {BOARDS_DIR})")
-    return load_file(path).with_link(link)
+    if "/" in name or not path.is_file():
+        raise BoardError(
+            f"unknown board {name!r}; available: {', '.join(available())} (profiles in {BOARDS_DIR}), "
+            "or a path to your own profile ending in .toml (docs/boards.md)"
+        )
+    board = load_file(path)
+    if board.name != name:
+        raise BoardError(f"{path}: field name is {board.name!r} but the file is {path.name}: make them agree")
+    return board.with_link(link)
