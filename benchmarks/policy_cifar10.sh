@@ -102,8 +102,37 @@ for _, _, beta in commands.calibrated_betas(fit):
       tee $OUT/policy_compare_cifar10_ble.txt
     echo "compare took $(($(date +%s) - start)) s" | tee -a $OUT/policy_compare_cifar10_ble.txt
     ;;
+  ble-variant)
+    # ble-variant I GAMMA EPISODES [PRICE]: a DQN variant (gamma_request, episodes; learning with the energy
+    # weight alpha = 1 + PRICE x beta, selected and evaluated with alpha = 1) in the environments of `ble` at
+    # calibrated beta I (0-based), against adaptive-threshold with the thresholds and reserve `ble` tuned
+    $PY -c "
+import argparse, json
+from dataclasses import replace
+import numpy as np
+from policy import baselines, commands, dqn
+from policy.env import TraceEnv
+from policy.evaluate import episodes, summarize
+parser = argparse.ArgumentParser()
+commands.add_parser(parser.add_subparsers())
+args = parser.parse_args(['policy', 'compare', '--model', 'cifar10', '--data-dir', '$DATA', '--board', 'nano33', '--link', 'ble',
+    '--bandwidth', 'gilbert', '--edge-devices', '260', '--battery-mj', '4018', '--day-requests', '1000', '--episodes', '$4',
+    '--json', '/dev/null'])
+_, model, fit, test, deadline, bps = commands._setup(args)
+beta = commands.calibrated_betas(fit)[$2][2]
+learn, tune, held = commands._envs(args, model, fit, test, deadline, bps, beta)
+priced = TraceEnv(fit, model, replace(learn.cfg, alpha=1 + ${5:-0} * beta), learn.bandwidth, seed=args.seed, edge=learn.edge)
+policy = dqn.train(priced, dqn.DQNConfig(episodes=args.episodes, gamma_request=$3), select=tune)[0]
+thresholds, reserve = baselines.tune_adaptive(tune, commands.evaluate, commands.THRESHOLD_GRID, commands.RESERVE_GRID)
+d, a = episodes(held, policy), episodes(held, baselines.adaptive_threshold(thresholds, reserve))
+diff = d['reward'] - a['reward']
+half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+print(f'beta {beta:.3g} gamma_request $3 episodes $4 price ${5:-0}: dqn {json.dumps(summarize(d))}')
+print(f'adaptive {json.dumps(summarize(a))}; dqn - adaptive {diff.mean():+.4f} ({diff.mean() - half:+.4f} .. {diff.mean() + half:+.4f})')
+" | tee -a $OUT/policy_ble_variants_cifar10.txt
+    ;;
   *)
-    echo "usage: $0 traces | train BETA | size | compare | seeds | headroom | ble" >&2
+    echo "usage: $0 traces | train BETA | size | compare | seeds | headroom | ble | ble-variant I GAMMA EPISODES [PRICE]" >&2
     exit 2
     ;;
 esac

@@ -368,6 +368,9 @@ def targets(rows: list[dict], rewards: dict[float, dict[str, np.ndarray]]) -> li
                 "dqn_minus_best_baseline_ci95": [float(diff.mean()) - half, float(diff.mean()) + half],
                 "dqn_differs_on": int(np.count_nonzero(np.abs(diff) > 1e-9)),
                 "dqn_gap_closed": (learned - local) / (oracle - local) if oracle > local else None,
+                "dqn_gap_closed_from_best": (learned - by[best]["mean_reward"]) / (oracle - by[best]["mean_reward"])
+                if oracle > by[best]["mean_reward"]
+                else None,
                 "tabular_gap_closed": (by["tabular"]["mean_reward"] - local) / (oracle - local)
                 if oracle > local
                 else None,
