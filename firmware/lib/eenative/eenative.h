@@ -108,14 +108,14 @@ typedef struct {
 /** x * mult * 2^shift with TFLite's rounding (MultiplyByQuantizedMultiplier: doubling high mul, then rounding shift). */
 int32_t een_requantize(int32_t x, int32_t mult, int32_t shift);
 
-void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch);
+void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, void *scratch);
 void een_depthwise_s8(const een_depthwise *op, const int8_t *input, int8_t *output);
-void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, int16_t *scratch);
+void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, void *scratch);
 void een_max_pool_s8(const een_pool *op, const int8_t *input, int8_t *output);
 void een_avg_pool_s8(const een_pool *op, const int8_t *input, int8_t *output);
 void een_pad_s8(const een_pad *op, const int8_t *input, int8_t *output);
 void een_mean_s8(const een_mean *op, const int8_t *input, int8_t *output);
-void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output);
+void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output, void *scratch);
 void een_softmax_s8(const een_softmax *op, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
