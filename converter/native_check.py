@@ -175,6 +175,35 @@ def compile_qemu(build_dir: Path, elf: Path, simd: bool, profile: bool = False) 
     return elf
 
 
+def _qemu_cmd(elf: Path) -> list[str]:
+    cmd = [QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-kernel", str(elf.resolve()), "-display", "none"]
+    return cmd + [
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        "shift=0",
+    ]
+
+
+def run_qemu_program(
+    sources: list[Path], data: bytes, workdir: Path, defines: list[str], timeout: float = 600
+) -> bytes:
+    """Compile a semihosting stream program (een_io_qemu.c's een_in.bin -> een_out.bin) with firmware/qemu's
+    startup code, run it under QEMU on ``data`` and return what it wrote."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    elf = workdir / "program.elf"
+    flags = [*ARM_ARCH, *CFLAGS, *defines, *(f"-I{FIRMWARE / i}" for i in (*INCLUDES, "qemu"))]
+    files = [*map(str, sources), *(str(FIRMWARE / "qemu" / f) for f in ("startup.c", "board.c"))]
+    subprocess.run([ARM_CC, *flags, *files, *QEMU_LINK, "-o", str(elf)], check=True, capture_output=True, text=True)
+    (workdir / "een_in.bin").write_bytes(data)
+    subprocess.run(_qemu_cmd(elf), cwd=workdir, check=True, capture_output=True, timeout=timeout)
+    return (workdir / "een_out.bin").read_bytes()
+
+
 def run_qemu(
     elf: Path, slices: list[IntSlice], x_int8: np.ndarray, workdir: Path, timeout: float = 600
 ) -> tuple[verify.ChainOutputs, dict[tuple[int, int], int]]:
@@ -183,10 +212,7 @@ def run_qemu(
     (workdir / "een_in.bin").write_bytes(np.ascontiguousarray(x_int8).tobytes())
     for name in ("een_out.bin", "een_prof.txt"):
         (workdir / name).unlink(missing_ok=True)
-    cmd = [QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-kernel", str(elf.resolve()), "-display", "none"]
-    cmd += ["-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native"]
-    cmd += ["-icount", "shift=0"]
-    subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, timeout=timeout)
+    subprocess.run(_qemu_cmd(elf), cwd=workdir, check=True, capture_output=True, timeout=timeout)
     outputs = split_outputs((workdir / "een_out.bin").read_bytes(), slices, len(x_int8))
     prof = workdir / "een_prof.txt"
     ticks = {}
