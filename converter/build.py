@@ -13,7 +13,7 @@ import numpy as np
 
 from converter import boards, codegen, native, policy_export, report, verify
 from converter.errors import ConvertError
-from converter.placement import Fit, SliceNeeds, place
+from converter.placement import Fit, SliceNeeds, place, shared_arena_bytes
 from converter.slicing import IntSlice, convert
 from converter.threshold import ThresholdPolicy
 from earlyexit import checkpoint, data, traces
@@ -104,6 +104,7 @@ def run(opts: BuildOptions, say=print) -> dict:
             int(np.prod(s.input.shape)),
             int(np.prod(s.trunk.shape)) if s.trunk else 0,
             ckpt.arch.num_classes,
+            a[2],
         )
         for s, a in zip(slices, check["arena"])
     ]
@@ -127,8 +128,11 @@ def _verify_cached(ckpt: checkpoint.Checkpoint, slices: list[IntSlice], ds: data
         check = json.loads(path.read_text())
         check["lut"] = np.array(check["lut"], dtype=np.int8)
         check["arena"] = [tuple(a) for a in check["arena"]]
-        return check
-    check = _verify(ckpt, slices, ds)
+        if all(len(a) == 3 for a in check["arena"]):  # older caches lack the persistent tail
+            return check
+        check["arena"] = [verify.arena_bytes(s.tflite) for s in slices]
+    else:
+        check = _verify(ckpt, slices, ds)
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**check, "lut": check["lut"].tolist()}))
     return check
@@ -171,7 +175,9 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
     policy, policy_entry = ThresholdPolicy.build([s.logits.scale for s in slices], thresholds, d), {}
     if opts.policy != "threshold" and d:
         policy, policy_entry = _learned_policy(out, opts, ckpt, board, slices, costs, d)
-    device_arena = max((check["arena"][k][1] for k in range(d)), default=0)
+    device_arena = shared_arena_bytes(
+        [SliceNeeds(0, check["arena"][k][1], 0, 0, 0, check["arena"][k][2]) for k in range(d)]
+    )
     firmware = codegen.FirmwareModel(
         model_name=Path(opts.model).stem,
         model_hash=ckpt.model_hash(),
