@@ -535,9 +535,17 @@ void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, i
     t1[i] = add_term(x, op->input1_offset, op->left_shift, op->input1_mult, op->input1_shift);
     t2[i] = add_term(x, op->input2_offset, op->left_shift, op->input2_mult, op->input2_shift);
   }
-  for (i = 0; i < op->size; ++i) {
-    output[i] = finish(t1[u1[i]] + t2[u2[i]], op->output_mult, op->output_shift, op->output_offset, op->act_min,
-                       op->act_max);
+  {
+    /* locals: the int8 stores below could alias *op, which would reload every field per element */
+    const uint32_t size = op->size;
+    const int32_t mult = op->output_mult;
+    const int32_t shift = op->output_shift;
+    const int32_t offset = op->output_offset;
+    const int32_t lo = op->act_min;
+    const int32_t hi = op->act_max;
+    for (i = 0; i < size; ++i) {
+      output[i] = finish(t1[u1[i]] + t2[u2[i]], mult, shift, offset, lo, hi);
+    }
   }
 #else
   (void)scratch;
