@@ -44,7 +44,7 @@ def _litert_accuracy(tflite: bytes, x_int8: np.ndarray, labels: np.ndarray) -> f
 def mlperf(mlperf_dir: Path, cifar_dir: str) -> dict:
     """The reference ResNet-8: bytes, TFLM arena, accuracy (input int8 = pixel - 128)."""
     tflite = (mlperf_dir / "pretrainedResnet_quant.tflite").read_bytes()
-    used, _ = verify.arena_bytes(tflite)
+    used = verify.arena_bytes(tflite)[0]
     samples = mlperf_dir / "ic01_perf_samples"
     rows = [line.split(",") for line in (samples / "labels.csv").read_text().split()]
     perf_x = np.stack([np.fromfile(samples / f, np.uint8).reshape(32, 32, 3) for f, *_ in rows])

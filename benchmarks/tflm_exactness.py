@@ -34,13 +34,19 @@ FLAGS = [*native_check.ARM_ARCH, "-O2", "-ffunction-sections", "-fdata-sections"
 SUPPORT = TFLM_SUPPORT + 'extern "C" void *_sbrk(int) { return reinterpret_cast<void *>(-1); }\n'
 
 
-def compile_qemu(build: Path, tflm: Path, work: Path) -> Path:
-    """The check driver with the firmware's TFLM seam for QEMU's mps2-an386."""
+def compile_qemu(
+    build: Path,
+    tflm: Path,
+    work: Path,
+    sources: tuple[Path, ...] = native_check.QEMU_DRIVER_SOURCES,
+    defines: tuple[str, ...] = ("-DEEN_CHECK_TFLM",),
+) -> Path:
+    """C ``sources`` (default: the check driver) with the firmware's TFLM seam for QEMU's mps2-an386."""
     gen = build / "firmware"
     inc = [f"-I{gen}", *(f"-I{FW / d}" for d in ("src", "lib/eecore", "lib/eeproto", "qemu"))]
-    c = ["arm-none-eabi-gcc", *FLAGS, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-DEEN_CHECK_TFLM", *inc]
+    c = ["arm-none-eabi-gcc", *FLAGS, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", *defines, *inc]
     objs = []
-    for src in native_check.QEMU_DRIVER_SOURCES:
+    for src in sources:
         objs.append(work / f"{src.stem}.o")
         run_tool([*c, "-c", str(src), "-o", str(objs[-1])])
     (work / "support.cpp").write_text(SUPPORT)

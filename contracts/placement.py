@@ -51,6 +51,15 @@ class SliceNeeds:
     input_bytes: int
     output_bytes: int  # its trunk activation (0 for the last slice)
     num_classes: int  # its exit's int8 logits
+    arena_tail_bytes: int = 0  # of arena_bytes, the persistent part its kept interpreter holds on to
+
+
+def shared_arena_bytes(needs: list[SliceNeeds]) -> int:
+    """The one TFLM arena of the device slices when every slice keeps its interpreter (firmware/src/tflm_runner.cpp):
+    one allocator, each slice's persistent tail stacked, the non-persistent head shared (the largest)."""
+    if not needs:
+        return 0
+    return max(n.arena_bytes - n.arena_tail_bytes for n in needs) + sum(n.arena_tail_bytes for n in needs)
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ def fit(needs: list[SliceNeeds], board: Board, device_slices: int) -> Fit:
     core = core_ram_bytes(
         on_device[0].input_bytes, max(n.output_bytes for n in on_device), on_device[0].num_classes, device_slices
     )
-    ram = max(n.arena_bytes for n in on_device) + core
+    ram = shared_arena_bytes(on_device) + core
     flash = sum(n.flatbuffer_bytes for n in on_device)
     return Fit(device_slices, flash, board.model_flash_bytes, ram, board.model_ram_bytes)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from contracts import boards
 from contracts.manifest import VERSION, write_manifest
-from contracts.placement import Fit, PlacementError, SliceNeeds, empty_device, over_deadline, place
+from contracts.placement import Fit, PlacementError, SliceNeeds, empty_device, over_deadline, place, shared_arena_bytes
 from converter import codegen, native, report, verify
 from converter.errors import ConvertError
 from converter.slicing import IntSlice, convert
@@ -120,6 +120,7 @@ def run(opts: BuildOptions, say=print, warn=_warn, progress: bool | None = None)
             int(np.prod(s.input.shape)),
             int(np.prod(s.trunk.shape)) if s.trunk else 0,
             ckpt.arch.num_classes,
+            a[2],
         )
         for s, a in zip(slices, check["arena"])
     ]
@@ -154,8 +155,11 @@ def _verify_cached(
         check = json.loads(path.read_text())
         check["lut"] = np.array(check["lut"], dtype=np.int8)
         check["arena"] = [tuple(a) for a in check["arena"]]
-        return check
-    check = _verify(ckpt, slices, ds, progress)
+        if all(len(a) == 3 for a in check["arena"]):  # older caches lack the persistent tail
+            return check
+        check["arena"] = [verify.arena_bytes(s.tflite) for s in slices]
+    else:
+        check = _verify(ckpt, slices, ds, progress)
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**check, "lut": check["lut"].tolist()}))
     return check
@@ -198,7 +202,9 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
     policy, policy_entry = ThresholdPolicy.build([s.logits.scale for s in slices], thresholds, d), {}
     if opts.policy != "threshold" and d:
         policy, policy_entry = _learned_policy(out, opts, ckpt, board, slices, costs, d, weights, progress)
-    device_arena = max((check["arena"][k][1] for k in range(d)), default=0)
+    device_arena = shared_arena_bytes(
+        [SliceNeeds(0, check["arena"][k][1], 0, 0, 0, check["arena"][k][2]) for k in range(d)]
+    )
     firmware = codegen.FirmwareModel(
         model_name=Path(opts.model).stem,
         model_hash=ckpt.model_hash(),

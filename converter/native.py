@@ -26,7 +26,7 @@ _KERNELS = {
     "avg_pool": ("een_pool", "een_avg_pool_s8", False),
     "pad": ("een_pad", "een_pad_s8", False),
     "mean": ("een_mean", "een_mean_s8", False),
-    "add": ("een_add", "een_add_s8", False),
+    "add": ("een_add", "een_add_s8", True),
     "softmax": ("een_softmax", "een_softmax_s8", False),
 }
 _C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
@@ -110,7 +110,7 @@ def _slice_c(k: int, s: NativeSlice) -> tuple[str, str, int]:
         defs.append(f"/* {op.kind}: {op.layer} */\nstatic const {struct} {p}_op{n} = {init};\n")
         args = [f"&{p}_op{n}", *ins, out]
         if has_scratch:
-            args.append(_pointer(s.plan.scratch[n], "(int16_t *)") if n in s.plan.scratch else "NULL")
+            args.append(_pointer(s.plan.scratch[n], "(void *)") if n in s.plan.scratch else "NULL")
         body.append(f"  {fn}({', '.join(args)});")
         body.append(f"  EE_NATIVE_OP_DONE({k}, {n});")
     unused = "" if s.trunk is not None else "  (void)trunk;\n"

@@ -75,26 +75,33 @@ def _json(t: TensorInfo) -> dict:
     return {"shape": list(t.shape), "scale": t.scale, "zero_point": t.zero_point}
 
 
-def standalone_build(tflite: bytes, name: str, out: Path) -> Path:
-    """A one-slice native build folder for any int8 classifier .tflite (input NHWC, output (1, classes)),
-    laid out like a converter build (manifest.json, device/slice1.tflite, firmware/), for the check drivers."""
+def standalone_build(tflite: bytes, name: str, out: Path, runtime: str = "native") -> Path:
+    """A one-slice build folder for any int8 classifier .tflite (input NHWC, output (1, classes)), laid out
+    like a converter build (manifest.json, device/slice1.tflite, firmware/) for the check and bench drivers:
+    ``runtime`` "native" (ee_native.c) or "tflm" (the flatbuffer in ee_model_data.cc, TFLM's arena)."""
     inp, logits = flatbuf.inputs(tflite)[0], flatbuf.outputs(tflite)[0]
     s = IntSlice(0, tflite, tuple(op for op, _ in flatbuf.ops(tflite)), inp, logits, None)
     channels = inp.shape[-1]
     lut = verify.input_lut((0.0,) * channels, (1.0,) * channels, inp.scale, inp.zero_point)
     policy = ThresholdPolicy.build([logits.scale], [0.9], 1)
-    model = codegen.FirmwareModel(name, hashlib.sha256(tflite).hexdigest(), [s], 1, logits.shape[1], lut, 0, policy)
+    arena = verify.arena_bytes(tflite)[1] if runtime == "tflm" else 0
+    digest = hashlib.sha256(tflite).hexdigest()
+    model = codegen.FirmwareModel(name, digest, [s], 1, logits.shape[1], lut, arena, policy)
     (out / "device").mkdir(parents=True, exist_ok=True)
     (out / "device" / "slice1.tflite").write_bytes(tflite)
     codegen.write(model, out / "firmware")
-    summary = native.write(model, out / "firmware").to_json()
+    summary = (
+        {"kind": "tflm"}
+        if runtime == "tflm"
+        else {"kind": "native", "native": native.write(model, out / "firmware").to_json()}
+    )
     t = {
         k: {"shape": list(v.shape), "scale": v.scale, "zero_point": v.zero_point}
         for k, v in (("i", inp), ("o", logits))
     }
     entry = {"index": 1, "ops": list(s.ops), "input": t["i"], "outputs": {"logits": t["o"]}}
     manifest = {"model": {"name": name}, "device_slices": 1, "slices": [entry]}
-    manifest["runtime"] = {"kind": "native", "native": summary}
+    manifest["runtime"] = summary
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 
@@ -175,6 +182,35 @@ def compile_qemu(build_dir: Path, elf: Path, simd: bool, profile: bool = False) 
     return elf
 
 
+def _qemu_cmd(elf: Path) -> list[str]:
+    cmd = [QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-kernel", str(elf.resolve()), "-display", "none"]
+    return cmd + [
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        "shift=0",
+    ]
+
+
+def run_qemu_program(
+    sources: list[Path], data: bytes, workdir: Path, defines: list[str], timeout: float = 600
+) -> bytes:
+    """Compile a semihosting stream program (een_io_qemu.c's een_in.bin -> een_out.bin) with firmware/qemu's
+    startup code, run it under QEMU on ``data`` and return what it wrote."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    elf = workdir / "program.elf"
+    flags = [*ARM_ARCH, *CFLAGS, *defines, *(f"-I{FIRMWARE / i}" for i in (*INCLUDES, "qemu"))]
+    files = [*map(str, sources), *(str(FIRMWARE / "qemu" / f) for f in ("startup.c", "board.c"))]
+    subprocess.run([ARM_CC, *flags, *files, *QEMU_LINK, "-o", str(elf)], check=True, capture_output=True, text=True)
+    (workdir / "een_in.bin").write_bytes(data)
+    subprocess.run(_qemu_cmd(elf), cwd=workdir, check=True, capture_output=True, timeout=timeout)
+    return (workdir / "een_out.bin").read_bytes()
+
+
 def run_qemu(
     elf: Path, slices: list[IntSlice], x_int8: np.ndarray, workdir: Path, timeout: float = 600
 ) -> tuple[verify.ChainOutputs, dict[tuple[int, int], int]]:
@@ -183,10 +219,7 @@ def run_qemu(
     (workdir / "een_in.bin").write_bytes(np.ascontiguousarray(x_int8).tobytes())
     for name in ("een_out.bin", "een_prof.txt"):
         (workdir / name).unlink(missing_ok=True)
-    cmd = [QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-kernel", str(elf.resolve()), "-display", "none"]
-    cmd += ["-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native"]
-    cmd += ["-icount", "shift=0"]
-    subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, timeout=timeout)
+    subprocess.run(_qemu_cmd(elf), cwd=workdir, check=True, capture_output=True, timeout=timeout)
     outputs = split_outputs((workdir / "een_out.bin").read_bytes(), slices, len(x_int8))
     prof = workdir / "een_prof.txt"
     ticks = {}

@@ -206,12 +206,27 @@ def _conv(r: _Reader, op, x: Tensor, y: Tensor) -> NativeOp:
         raise NativeError(f"{r.name}: CONV_2D {r.tensor_name(y.index)!r}: unsupported filter (grouped or not constant)")
     fields = _conv_common(r, op, x, y, w.shape[1], w.shape[2])
     mult, shift = _multipliers(x.scale, _per_channel(r, op.inputs[1], w.shape[0]), y.scale)
-    arrays = {"weights": w.reshape(-1), "mult": mult, "shift": shift}
+    arrays = {"weights": _word_padded(w), "mult": mult, "shift": shift}
     bias = _bias(r, op, w.shape[0])
     if bias is not None:
         arrays["bias"] = bias
-    scratch = 4 * w.shape[1] * w.shape[2] * w.shape[3]  # a two-lane int16 column
+    scratch = column_bytes(w.shape[1] * w.shape[2] * w.shape[3], x.shape[3] % 4 != 0)
     return NativeOp("conv", r.tensor_name(y.index), [x.index], y.index, fields, arrays, scratch)
+
+
+def _word_padded(w: np.ndarray) -> np.ndarray:
+    """Weights flattened, then zeros up to a whole word past the last row's last group of 4 (the SIMD
+    dot products read rows of n values as ceil(n / 4) words)."""
+    n = int(np.prod(w.shape[1:]))
+    return np.concatenate([w.reshape(-1), np.zeros(-n % 4, np.int8)])
+
+
+def column_bytes(n: int, staged: bool) -> int:
+    """The SIMD path's scratch for patches of n values: a two-lane column of int16 (x + offset) in groups
+    of 4 (4 B per value, n rounded up to a multiple of 4), plus an int8 staging copy of one patch when
+    the values do not come in whole groups straight from the input (eenative.c)."""
+    n4 = -(-n // 4) * 4
+    return 4 * n4 + (n4 if staged else 0)
 
 
 def _per_channel(r: _Reader, i: int, n: int) -> np.ndarray:
@@ -254,11 +269,11 @@ def _fc(r: _Reader, op, x: Tensor, y: Tensor) -> NativeOp:
         "act_min": lo,
         "act_max": hi,
     }
-    arrays = {"weights": w.reshape(-1), "mult": mult, "shift": shift}
+    arrays = {"weights": _word_padded(w), "mult": mult, "shift": shift}
     bias = _bias(r, op, w.shape[0])
     if bias is not None:
         arrays["bias"] = bias
-    return NativeOp("fc", r.tensor_name(y.index), [x.index], y.index, fields, arrays, 2 * w.shape[1])
+    return NativeOp("fc", r.tensor_name(y.index), [x.index], y.index, fields, arrays, column_bytes(w.shape[1], True))
 
 
 def _pool(kind: str):
@@ -356,7 +371,8 @@ def _add(r: _Reader, op, x: Tensor, y: Tensor) -> NativeOp:
         "act_min": lo,
         "act_max": hi,
     }
-    return NativeOp("add", r.tensor_name(y.index), [x.index, x2.index], y.index, fields)
+    # the SIMD path's two 256-entry int32 tables of each input's rescaled term
+    return NativeOp("add", r.tensor_name(y.index), [x.index, x2.index], y.index, fields, scratch_bytes=2 * 256 * 4)
 
 
 SOFTMAX_DIFF_BITS = 5  # integer bits of the scaled differences (Q5.26)

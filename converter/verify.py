@@ -57,8 +57,16 @@ def _tflm(data: bytes, arena: int):
     return runtime.Interpreter.from_bytes(data, arena_size=arena)
 
 
-def arena_bytes(data: bytes) -> tuple[int, int]:
-    """(bytes TFLM's recording allocator used, arena size to give the firmware).
+def _allocation(report: str, what: str) -> int:
+    found = re.search(rf"Arena allocation {what} (\d+) bytes", report)
+    if not found:
+        raise RuntimeError(f"TFLM printed no allocation {what}: {report[:200]!r}")
+    return int(found.group(1))
+
+
+def arena_bytes(data: bytes) -> tuple[int, int, int]:
+    """(bytes TFLM's recording allocator used, arena size to give the firmware, of the used bytes those in the
+    arena's persistent tail: tensor and node structs, op data, which live as long as the interpreter).
 
     The firmware arena adds a margin to what the x86-64 interpreter used: 25 % (pointers
     are smaller on a 32-bit MCU, but CMSIS-NN kernels ask for scratch buffers) and at
@@ -67,12 +75,9 @@ def arena_bytes(data: bytes) -> tuple[int, int]:
     on some too-small arenas.
     """
     report = _c_stderr_of(_tflm(data, PROBE_ARENA).print_allocations)
-    found = re.search(r"Arena allocation total (\d+) bytes", report)
-    if not found:
-        raise RuntimeError(f"TFLM printed no allocation report: {report[:200]!r}")
-    used = int(found.group(1))
+    used = _allocation(report, "total")
     margin = max(used // 4, 1024 + 64 * flatbuf.num_tensors(data))
-    return used, (used + margin + 15) // 16 * 16
+    return used, (used + margin + 15) // 16 * 16, _allocation(report, "tail")
 
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]

@@ -17,6 +17,7 @@ from contracts.placement import (
     fit,
     over_deadline,
     place,
+    shared_arena_bytes,
 )
 from host.simulator import DEFAULT_DEADLINE_MS, MARGIN_US
 from policy.threshold import EXIT, OFFLOAD, STAY, ThresholdPolicy
@@ -75,6 +76,14 @@ def test_fit_adds_flash_and_takes_the_largest_arena():
     f = fit(NEEDS, boards.load("nano33"), 2)
     assert f.flash_needed == 400_000
     assert f.ram_needed == 40_000 + core_ram_bytes(3072, 8192, 10, 2)
+
+
+def test_kept_interpreters_stack_their_persistent_tails():
+    """tflm_runner.cpp keeps every slice's interpreter: their tails add up, their heads share the largest."""
+    needs = [SliceNeeds(1, 40_000, 1, 1, 10, 3_000), SliceNeeds(1, 30_000, 1, 0, 10, 2_000)]
+    assert shared_arena_bytes(needs) == 37_000 + 3_000 + 2_000
+    assert shared_arena_bytes(NEEDS[:2]) == 40_000  # no tail known: the largest arena
+    assert fit(needs, boards.load("nano33"), 2).ram_needed == 42_000 + core_ram_bytes(1, 1, 10, 2)
 
 
 def test_core_ram_matches_the_compiled_device_core(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import flatbuffers
@@ -110,6 +111,67 @@ def test_mean_folds_the_count_into_the_multiplier():
     assert folded == (mult << 5) // 49
 
 
+def _tflite_requantize(x: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier as written there: SaturatingRoundingDoublingHighMul (a nudge of
+    2^30 or 1 - 2^30, a division truncating toward zero), then RoundingDivideByPOT. int64 numpy, no overflow."""
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    a = ((x << left) + 2**31) % 2**32 - 2**31  # the int32 left shift, wrapping
+    ab = a * mult
+    q = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    high = np.where(q >= 0, q // 2**31, -(-q // 2**31))
+    high = np.where((a == -(2**31)) & (mult == -(2**31)), 2**31 - 1, high)
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + ((high & mask) > threshold)
+
+
+def _requant_cases() -> np.ndarray:
+    """(x, mult, shift) triples: random over the int32 range and the multipliers QuantizeMultiplier makes,
+    every rounding tie of both steps, and the edge values; a multiple of the driver's 256-triple block."""
+    rng = np.random.default_rng(7)
+    n = 1 << 17
+    edges = np.array([0, 1, -1, 2, -2, 2**31 - 1, -(2**31), 2**30, -(2**30), 12345, -12345], np.int64)
+    x = np.concatenate([rng.integers(-(2**31), 2**31, n), rng.integers(-(2**20), 2**20, n), np.tile(edges, 256)])
+    mult = np.concatenate([rng.integers(1 << 30, 1 << 31, 2 * n), rng.choice(edges[edges >= 0], 256 * len(edges))])
+    shift = np.concatenate([rng.integers(-31, 1, n), rng.integers(-12, 8, n), rng.integers(-31, 8, 256 * len(edges))])
+    # ties: mult = 2^30 halves x exactly (odd x: a tie of the high multiply), x = k 2^e +- 2^(e-1) for the shift
+    e = rng.integers(1, 20, 4096)
+    k = rng.integers(-1000, 1000, 4096)
+    tie_x = np.concatenate(
+        [rng.integers(-(2**20), 2**20, 4096) * 2 + 1, (k << (e + 1)) + np.where(k % 2, 1, -1) * (1 << e)]
+    )
+    tie_shift = np.concatenate([rng.integers(-20, 1, 4096), -e])
+    x = np.concatenate([x, tie_x])
+    mult = np.concatenate([mult, np.full(8192, 1 << 30)])
+    shift = np.concatenate([shift, tie_shift])
+    return np.stack([x, mult, shift], 1).astype(np.int32)
+
+
+@pytest.mark.parametrize("target", ["host", pytest.param("qemu", marks=pytest.mark.qemu)])
+def test_requantization_equals_tflite_arithmetic(target, tmp_path):
+    """een_requantize (CMSIS-NN's (a b + 2^30) >> 31 form) gives TFLite's bits on every case."""
+    cases = _requant_cases()
+    fw = native_check.FIRMWARE
+    srcs = [fw / "lib/eenative/eenative.c", fw / "lib/eenative/test/een_requant.c"]
+    if target == "host":
+        exe = tmp_path / "requant"
+        io = [str(fw / "lib/eenative/test/een_io_host.c")]
+        subprocess.run(
+            ["gcc", *native_check.CFLAGS, f"-I{fw / 'lib/eenative'}", *map(str, srcs), *io, "-o", str(exe)], check=True
+        )
+        raw = subprocess.run([str(exe)], input=cases.tobytes(), capture_output=True, check=True).stdout
+    else:
+        _arm_tools()
+        raw = native_check.run_qemu_program(
+            [*srcs, fw / "lib/eenative/test/een_io_qemu.c"], cases.tobytes(), tmp_path, ["-DEENATIVE_SIMD"]
+        )
+    got = np.frombuffer(raw, np.int32)
+    want = _tflite_requantize(*(cases[:, i].astype(np.int64) for i in range(3)))
+    assert len(got) == len(cases)
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{bad.size} differ, first: {cases[bad[0]].tolist()} -> {got[bad[0]]}, TFLite {want[bad[0]]}"
+
+
 @pytest.fixture(scope="module")
 def resnet8() -> bytes:
     return shared_path("mlperf-tiny", "pretrainedResnet_quant.tflite").read_bytes()
@@ -161,6 +223,19 @@ def test_cortex_m4_equals_tflm(built, inputs, tmp_path, simd):
     result = native_check.compare(native, verify.run_chain(slices, x, verify.tflm_runner))
     assert result.identical, result.to_json()
     assert ticks and all(t > 0 for t in ticks.values())
+
+
+@pytest.mark.qemu
+def test_mlperf_resnet8_simd_on_cortex_m4_equals_tflm(resnet8, tmp_path):
+    """The SIMD kernels the default model lacks (3-channel staged patches, 1x1 stride 2, ADD's term tables)."""
+    _arm_tools()
+    build = native_check.standalone_build(resnet8, "resnet8", tmp_path / "resnet8")
+    slices = native_check.device_slices(build)
+    x = np.random.default_rng(1).integers(-128, 128, (4, 32, 32, 3), dtype=np.int8)
+    elf = native_check.compile_qemu(build, tmp_path / "check.elf", simd=True)
+    native, _ = native_check.run_qemu(elf, slices, x, tmp_path / "run")
+    result = native_check.compare(native, verify.run_chain(slices, x, verify.tflm_runner))
+    assert result.identical, result.to_json()
 
 
 def test_cli_selects_the_runtime():

@@ -10,15 +10,26 @@
  *   op K J sample I ticks T      (J: the kernel's op index in the slice; ticks since the previous reading)
  *   stack B
  * benchmarks/qemu_instructions.py turns this into instructions (docs/qemu.md).
+ *
+ * Built with -DEEQ_BENCH_TFLM it runs the slices through the firmware's TFLite Micro seam instead
+ * (eefw_run_slice, src/tflm_runner.cpp, with the TFLM library and its CMSIS-NN kernels): the same lines
+ * without the per-kernel ones, "arena" being EE_ARENA_BYTES (benchmarks/tflm_vs_native.py).
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "bench_hook.h"
 #include "ee_demo_samples.h"
 #include "ee_model.h"
-#include "ee_native.h"
 #include "mps2.h"
+#if defined(EEQ_BENCH_TFLM)
+#include "tflm_runner.h"
+#define BENCH_ARENA_BYTES EE_ARENA_BYTES
+#else
+#include "ee_native.h"
+#define BENCH_ARENA_BYTES EE_NATIVE_ARENA_BYTES
+#endif
 
 #define INPUT_BYTES ((size_t)EE_INPUT_H * EE_INPUT_W * EE_INPUT_C)
 #define ACT_BYTES (INPUT_BYTES > (size_t)EE_MAX_TRUNK_BYTES ? INPUT_BYTES : (size_t)EE_MAX_TRUNK_BYTES)
@@ -79,6 +90,18 @@ static uint32_t fnv1a(const int8_t *data, size_t n) {
   return h;
 }
 
+#if defined(EEQ_BENCH_TFLM)
+static int bench_run(int k, const int8_t *in, int8_t *trunk) {
+  eec_slice_out out;
+  memset(&out, 0, sizeof out);
+  out.logits = logits;
+  out.trunk = trunk;
+  return eefw_run_slice(NULL, k, in, &out);
+}
+#else
+static int bench_run(int k, const int8_t *in, int8_t *trunk) { return ee_native_run_slice(k, in, logits, trunk); }
+#endif
+
 static void run_slice(int k, int sample, const int8_t *in, int8_t *trunk) {
   char *p;
   uint64_t t0, t1;
@@ -86,8 +109,8 @@ static void run_slice(int k, int sample, const int8_t *in, int8_t *trunk) {
   op_count = 0;
   t0 = eeq_ticks();
   op_ticks[0] = t0;
-  if (ee_native_run_slice(k, in, logits, trunk) != 0) {
-    eeq_console("bench: ee_native_run_slice failed\n");
+  if (bench_run(k, in, trunk) != 0) {
+    eeq_console("bench: running the slice failed\n");
     eeq_exit(1);
   }
   t1 = eeq_ticks();
@@ -114,9 +137,9 @@ int main(void) {
   int s, k;
   char *p;
   eeq_board_init(0); /* no SysTick: nothing but the slices runs between two readings */
-  p = put_int(put_text(line, "bench slices "), EE_NATIVE_SLICES);
+  p = put_int(put_text(line, "bench slices "), EE_DEVICE_SLICES);
   p = put_int(put_text(p, " samples "), EE_DEMO_SAMPLES);
-  p = put_int(put_text(p, " arena "), EE_NATIVE_ARENA_BYTES);
+  p = put_int(put_text(p, " arena "), BENCH_ARENA_BYTES);
 #ifdef EENATIVE_SIMD
   p = put_text(p, " simd 1");
 #else
@@ -134,7 +157,7 @@ int main(void) {
       act[0][i] = ee_input_lut[i % EE_INPUT_C][ee_demo_pixels[s][i]];
 #endif
     }
-    for (k = 0; k < EE_NATIVE_SLICES; ++k) {
+    for (k = 0; k < EE_DEVICE_SLICES; ++k) {
       run_slice(k, s, in, trunk);
       swap = in;
       in = trunk;

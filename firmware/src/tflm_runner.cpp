@@ -1,7 +1,9 @@
-// The TFLite Micro seam: every device slice in turn in one shared arena. See tflm_runner.h.
+// The TFLite Micro seam: every device slice keeps its interpreter in one shared arena. See tflm_runner.h.
 #include "tflm_runner.h"
 
 #include <string.h>
+
+#include <new>
 
 #include "ee_model.h"
 #include "tflm_mean.h"
@@ -12,6 +14,12 @@
 namespace {
 
 alignas(16) uint8_t g_arena[EE_ARENA_BYTES];
+// One allocator for all slices (TFLM's multi-tenant use): each interpreter's persistent data stacks up in
+// the arena's tail, their activations share its head. EE_ARENA_BYTES is sized for that by the converter.
+tflite::MicroAllocator* g_allocator = nullptr;
+// The slices' interpreters, built on first use in static storage (no heap, no global constructor).
+alignas(tflite::MicroInterpreter) uint8_t g_storage[EE_DEVICE_SLICES][sizeof(tflite::MicroInterpreter)];
+tflite::MicroInterpreter* g_interpreters[EE_DEVICE_SLICES];
 
 // The library's kernels, but MEAN as the verifying interpreter computes it (tflm_mean.h).
 class Resolver : public tflite::MicroMutableOpResolver<EE_NUM_OPS> {
@@ -67,26 +75,48 @@ int CopyOutputs(tflite::MicroInterpreter& interpreter, int slice, eec_slice_out*
   return 0;
 }
 
+// Slice `slice`'s interpreter with its tensors allocated: built on the first call, then reused; nullptr if
+// the flatbuffer or the arena does not fit (it stays so: the arena is not given back).
+tflite::MicroInterpreter* Interpreter(int slice) {
+  if (g_interpreters[slice] != nullptr) {
+    return g_interpreters[slice];
+  }
+  const tflite::Model* model = tflite::GetModel(ee_slices[slice].tflite);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    return nullptr;
+  }
+  if (g_allocator == nullptr) {
+    g_allocator = tflite::MicroAllocator::Create(g_arena, sizeof g_arena);
+    if (g_allocator == nullptr) {
+      return nullptr;
+    }
+  }
+  tflite::MicroInterpreter* interpreter = new (g_storage[slice]) tflite::MicroInterpreter(model, Ops(), g_allocator);
+  if (interpreter->AllocateTensors() != kTfLiteOk || interpreter->inputs_size() != 1) {
+    return nullptr;
+  }
+  g_interpreters[slice] = interpreter;
+  return interpreter;
+}
+
 }  // namespace
 
 int eefw_run_slice(void* user, int slice, const int8_t* input, eec_slice_out* out) {
   (void)user;
-  const tflite::Model* model = tflite::GetModel(ee_slices[slice].tflite);
-  if (model->version() != TFLITE_SCHEMA_VERSION) {
+  if (slice < 0 || slice >= EE_DEVICE_SLICES) {
     return -1;
   }
-  // Built anew for every slice: the allocator it creates in g_arena replaces the previous one.
-  tflite::MicroInterpreter interpreter(model, Ops(), g_arena, sizeof g_arena);
-  if (interpreter.AllocateTensors() != kTfLiteOk || interpreter.inputs_size() != 1) {
+  tflite::MicroInterpreter* interpreter = Interpreter(slice);
+  if (interpreter == nullptr) {
     return -1;
   }
-  TfLiteTensor* in = interpreter.input(0);
+  TfLiteTensor* in = interpreter->input(0);
   if (in == nullptr || in->type != kTfLiteInt8 || in->bytes != InputBytes(slice)) {
     return -1;
   }
   memcpy(in->data.int8, input, in->bytes);
-  if (interpreter.Invoke() != kTfLiteOk) {
+  if (interpreter->Invoke() != kTfLiteOk) {
     return -1;
   }
-  return CopyOutputs(interpreter, slice, out);
+  return CopyOutputs(*interpreter, slice, out);
 }

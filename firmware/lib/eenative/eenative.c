@@ -32,14 +32,29 @@ static int32_t rounding_shift_right(int32_t x, int32_t e) {
   return (x >> e) + (remainder > threshold ? 1 : 0);
 }
 
-int32_t een_requantize(int32_t x, int32_t mult, int32_t shift) {
+/*
+ * The requantization every kernel inlines: CMSIS-NN's formulation of TFLite's
+ * MultiplyByQuantizedMultiplier. floor((a b + 2^30) / 2^31) equals doubling_high_mul's
+ * round-half-away-from-zero quotient for every product but INT32_MIN^2 (for a b < 0 both are
+ * -floor((|a b| + 2^30 - 1) / 2^31)), and mult is never INT32_MIN (QuantizeMultiplier gives 0 or
+ * [2^30, 2^31)): one 32 x 32 -> 64-bit multiply-accumulate and two shifts, no 64-bit division.
+ * The rounding right shift is TFLite's RoundingDivideByPOT. tests/test_native.py compares it with a
+ * Python model of TFLite's arithmetic over random and edge-case (x, mult, shift).
+ */
+static inline int32_t requantize(int32_t x, int32_t mult, int32_t shift) {
   const int32_t left = shift > 0 ? shift : 0;
   const int32_t right = shift > 0 ? 0 : -shift;
-  return rounding_shift_right(doubling_high_mul((int32_t)((uint32_t)x << left), mult), right);
+  const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * mult + ((int64_t)1 << 30);
+  const int32_t high = (int32_t)(ab >> 31);
+  const int32_t mask = (int32_t)((1u << right) - 1u);
+  const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return (high >> right) + ((high & mask) > threshold ? 1 : 0);
 }
 
-static int8_t finish(int32_t acc, int32_t mult, int32_t shift, int32_t offset, int32_t lo, int32_t hi) {
-  return (int8_t)clamp(een_requantize(acc, mult, shift) + offset, lo, hi);
+int32_t een_requantize(int32_t x, int32_t mult, int32_t shift) { return requantize(x, mult, shift); }
+
+static inline int8_t finish(int32_t acc, int32_t mult, int32_t shift, int32_t offset, int32_t lo, int32_t hi) {
+  return (int8_t)clamp(requantize(acc, mult, shift) + offset, lo, hi);
 }
 
 /* Leading padding makes origins negative: the window's valid range of one axis. */
@@ -48,9 +63,12 @@ static int in_range(int v, int size) { return v >= 0 && v < size; }
 #if defined(EENATIVE_SIMD)
 /*
  * The SIMD dot products read 4 int8 weights per word and split them with __sxtb16 into the int16
- * pairs (w0, w2) and (w1, w3). The int16 column holding (input + offset) is written in the same
- * order, [x0, x2, x1, x3] per group of 4, so one __smlad multiplies and adds two pairs at once.
- * The last n % 4 values stay in natural order and are done one by one.
+ * pairs (w0, w2) and (w1, w3) (the second with the byte rotation SXTB16 does for free). A column holds
+ * two patches ("lanes"; the convolution pairs output pixels so that every weight word serves two of
+ * them) plus the input offset as int16 words: per group of 4 values, lane 0's (x0, x2), (x1, x3), then
+ * lane 1's, so one __smlad multiplies and adds two pairs at once. A patch of n values takes
+ * ceil(n / 4) groups; the last group's missing values are 0, which is why the converter pads every
+ * weight array with zeros up to a whole word past its last row.
  */
 static int32_t ld32(const void *p) {
   int32_t v;
@@ -58,216 +76,231 @@ static int32_t ld32(const void *p) {
   return v;
 }
 
-static int32_t ror8(int32_t v) { return (int32_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24)); }
-
-/*
- * A column holds one or two patches ("lanes"; the convolution pairs output pixels so that every weight
- * word serves two of them). Groups of 4 values lie word-interleaved: lane 0's [x0, x2, x1, x3], then
- * lane 1's. The last n % 4 values of each lane follow all groups, in natural order.
- */
-typedef struct {
-  int16_t *base;
-  size_t n4, rest;
-  unsigned lanes, lane;
-} column;
-
-static size_t col_slot(const column *c, size_t p) {
-  static const uint8_t reorder[4] = {0, 2, 1, 3};
-  if (p < c->n4) {
-    return (p >> 2) * 4u * c->lanes + 4u * c->lane + reorder[p & 3];
-  }
-  return c->lanes * c->n4 + c->lane * c->rest + (p - c->n4);
+static inline int32_t sxtb16_ror8(int32_t v) {
+  int32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
 }
 
-/* Writes n values (x + offset) at position p; 4-aligned runs use SIMD. */
-static void col_put(const column *c, size_t p, const int8_t *x, size_t n, int32_t offset) {
-  size_t i = 0;
-  if ((p & 3) == 0) {
-    const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)offset << 16) | (uint16_t)offset);
-    for (; i + 4 <= n && p + i + 4 <= c->n4; i += 4) {
-      const int32_t v = ld32(x + i);
-      const int32_t even = __sadd16(__sxtb16(v), off2);
-      const int32_t odd = __sadd16(__sxtb16(ror8(v)), off2);
-      int16_t *slot = c->base + col_slot(c, p + i);
-      memcpy(slot, &even, 4);
-      memcpy(slot + 2, &odd, 4);
-    }
-  }
-  for (; i < n; ++i) {
-    c->base[col_slot(c, p + i)] = (int16_t)(x[i] + offset);
+/* (x0 + offset, x2 + offset) and (x1 + offset, x3 + offset) of 4 int8 values, into one lane of group g. */
+static inline void put4(int32_t *col, size_t g, unsigned lane, int32_t v, int32_t offset2) {
+  int32_t *slot = col + 4 * g + 2 * lane;
+  int32_t odd;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(odd) : "r"(offset2), "r"(v));
+  slot[0] = __sxtab16(offset2, v);
+  slot[1] = odd;
+}
+
+static int32_t pair16(int32_t v) { return (int32_t)(((uint32_t)(uint16_t)v << 16) | (uint16_t)v); }
+
+/* Groups of 4 staged int8 values (any padding already holding the input zero point) into one lane. */
+static void put_staged(int32_t *col, const int8_t *stage, size_t groups, unsigned lane, int32_t offset) {
+  const int32_t offset2 = pair16(offset);
+  size_t g;
+  for (g = 0; g < groups; ++g) {
+    put4(col, g, lane, ld32(stage + 4 * g), offset2);
   }
 }
 
-static void col_zero(const column *c, size_t p, size_t n) {
-  size_t i;
-  for (i = 0; i < n; ++i) {
-    c->base[col_slot(c, p + i)] = 0;
-  }
-}
-
-/* acc[0..1] += col . w0 and col . w1 over n values (n4 of them in groups of 4). */
-static void dot2(const int16_t *col, const int8_t *w0, const int8_t *w1, size_t n, size_t n4, int32_t *acc) {
-  int32_t a0 = acc[0];
-  int32_t a1 = acc[1];
-  size_t i;
-  for (i = 0; i < n4; i += 4) {
-    const int32_t c02 = ld32(col + i);
-    const int32_t c13 = ld32(col + i + 2);
-    const int32_t v0 = ld32(w0 + i);
-    const int32_t v1 = ld32(w1 + i);
-    a0 = __smlad(__sxtb16(v0), c02, a0);
-    a0 = __smlad(__sxtb16(ror8(v0)), c13, a0);
-    a1 = __smlad(__sxtb16(v1), c02, a1);
-    a1 = __smlad(__sxtb16(ror8(v1)), c13, a1);
-  }
-  for (; i < n; ++i) {
-    a0 += col[i] * w0[i];
-    a1 += col[i] * w1[i];
-  }
-  acc[0] = a0;
-  acc[1] = a1;
-}
-
-static int32_t dot1(const int16_t *col, const int8_t *w, size_t n, size_t n4, int32_t acc) {
-  size_t i;
-  for (i = 0; i < n4; i += 4) {
-    const int32_t v = ld32(w + i);
-    acc = __smlad(__sxtb16(v), ld32(col + i), acc);
-    acc = __smlad(__sxtb16(ror8(v)), ld32(col + i + 2), acc);
-  }
-  for (; i < n; ++i) {
-    acc += col[i] * w[i];
-  }
-  return acc;
-}
-
-/* One output pixel for every output channel from its filled column. */
-static void dot_channels(const int16_t *col, const int8_t *weights, size_t n, const int32_t *bias,
-                         const int32_t *mult, const int32_t *shift, int per_channel, int32_t out_c,
-                         int32_t offset, int32_t lo, int32_t hi, int8_t *out) {
-  const size_t n4 = n & ~(size_t)3;
-  int32_t oc = 0;
-  for (; oc + 2 <= out_c; oc += 2) {
-    int32_t acc[2];
-    const int32_t k0 = per_channel ? oc : 0;
-    const int32_t k1 = per_channel ? oc + 1 : 0;
-    acc[0] = bias ? bias[oc] : 0;
-    acc[1] = bias ? bias[oc + 1] : 0;
-    dot2(col, weights + (size_t)oc * n, weights + (size_t)(oc + 1) * n, n, n4, acc);
-    out[oc] = finish(acc[0], mult[k0], shift[k0], offset, lo, hi);
-    out[oc + 1] = finish(acc[1], mult[k1], shift[k1], offset, lo, hi);
-  }
-  if (oc < out_c) {
-    const int32_t k = per_channel ? oc : 0;
-    const int32_t acc = dot1(col, weights + (size_t)oc * n, n, n4, bias ? bias[oc] : 0);
-    out[oc] = finish(acc, mult[k], shift[k], offset, lo, hi);
-  }
-}
-#endif
-
-#if defined(EENATIVE_SIMD)
-/* Lane `lane` of the two-lane column: output pixel `pixel`'s patch plus the offset, zeros in the padding. */
-static void conv_patch(const een_conv *op, const int8_t *input, int pixel, int16_t *scratch, unsigned lane) {
-  const int iy0 = (pixel / op->out.w) * op->stride_h - op->pad_h;
-  const int ix0 = (pixel % op->out.w) * op->stride_w - op->pad_w;
-  const size_t in_c = op->in.c;
-  const size_t n = (size_t)op->kh * op->kw * in_c;
-  column c;
-  int ky;
-  int kx;
-  c.base = scratch;
-  c.n4 = n & ~(size_t)3;
-  c.rest = n - c.n4;
-  c.lanes = 2;
-  c.lane = lane;
-  for (ky = 0; ky < op->kh; ++ky) {
-    const int iy = iy0 + ky * op->dil_h;
-    for (kx = 0; kx < op->kw; ++kx) {
-      const int ix = ix0 + kx * op->dil_w;
-      const size_t p = ((size_t)ky * op->kw + kx) * in_c;
-      if (in_range(iy, op->in.h) && in_range(ix, op->in.w)) {
-        col_put(&c, p, input + ((size_t)iy * op->in.w + ix) * in_c, in_c, op->input_offset);
-      } else {
-        col_zero(&c, p, in_c);
-      }
-    }
-  }
-}
-
-/* Kept out of line: inlined, its 4 accumulators, 3 pointers and 6 temporaries spill to the stack. */
 #if defined(__GNUC__)
 #define EEN_NOINLINE __attribute__((noinline))
 #else
 #define EEN_NOINLINE
 #endif
 
-/* acc[0..3] += (lane 0 . w0, lane 0 . w1, lane 1 . w0, lane 1 . w1) over n values of a two-lane column. */
-static EEN_NOINLINE void dot_lanes(const int16_t *col, const int8_t *w0, const int8_t *w1, size_t n, int32_t *acc) {
-  const size_t n4 = n & ~(size_t)3;
-  const int16_t *end = col + 2 * n4;
-  const int16_t *tail = end;
+/* acc[0..3] += (lane 0 . w0, lane 0 . w1, lane 1 . w0, lane 1 . w1) over `groups` groups of a column.
+   Out of line: inlined into the channel loop, its registers spill. */
+static EEN_NOINLINE void dot_lanes(const int32_t *col, const int8_t *w0, const int8_t *w1, size_t groups,
+                                   int32_t *acc) {
+  const int32_t *end = col + 4 * groups;
   int32_t a0 = acc[0];
   int32_t a1 = acc[1];
   int32_t b0 = acc[2];
   int32_t b1 = acc[3];
-  size_t i;
-  for (; col < end; col += 8, w0 += 4, w1 += 4) {
-    int32_t v = ld32(w0);
-    int32_t e = __sxtb16(v);
-    int32_t o = __sxtb16(ror8(v));
-    a0 = __smlad(o, ld32(col + 2), __smlad(e, ld32(col), a0));
-    b0 = __smlad(o, ld32(col + 6), __smlad(e, ld32(col + 4), b0));
-    v = ld32(w1);
-    e = __sxtb16(v);
-    o = __sxtb16(ror8(v));
-    a1 = __smlad(o, ld32(col + 2), __smlad(e, ld32(col), a1));
-    b1 = __smlad(o, ld32(col + 6), __smlad(e, ld32(col + 4), b1));
+  int32_t c0;
+  int32_t c1;
+  int32_t c2;
+  int32_t c3;
+  int32_t v;
+  int32_t e;
+  if (col == end) {
+    return;
   }
-  for (i = 0; i < n - n4; ++i) {
-    a0 += tail[i] * w0[i];
-    a1 += tail[i] * w1[i];
-    b0 += tail[n - n4 + i] * w0[i];
-    b1 += tail[n - n4 + i] * w1[i];
-  }
+  /* 18 instructions per 16 multiply-accumulates; in assembly because the compiler, short of one of
+     the 14 registers this needs, spills the loop bound (22). */
+  __asm__ volatile(
+      "1:\n\t"
+      "ldrd %[c0], %[c1], [%[col]], #8\n\t"
+      "ldrd %[c2], %[c3], [%[col]], #8\n\t"
+      "ldr %[v], [%[w0]], #4\n\t"
+      "sxtb16 %[e], %[v]\n\t"
+      "sxtb16 %[v], %[v], ror #8\n\t"
+      "smlad %[a0], %[e], %[c0], %[a0]\n\t"
+      "smlad %[a0], %[v], %[c1], %[a0]\n\t"
+      "smlad %[b0], %[e], %[c2], %[b0]\n\t"
+      "smlad %[b0], %[v], %[c3], %[b0]\n\t"
+      "ldr %[v], [%[w1]], #4\n\t"
+      "sxtb16 %[e], %[v]\n\t"
+      "sxtb16 %[v], %[v], ror #8\n\t"
+      "smlad %[a1], %[e], %[c0], %[a1]\n\t"
+      "smlad %[a1], %[v], %[c1], %[a1]\n\t"
+      "smlad %[b1], %[e], %[c2], %[b1]\n\t"
+      "smlad %[b1], %[v], %[c3], %[b1]\n\t"
+      "cmp %[col], %[end]\n\t"
+      "bne 1b"
+      : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [col] "+r"(col), [w0] "+r"(w0),
+        [w1] "+r"(w1), [c0] "=&r"(c0), [c1] "=&r"(c1), [c2] "=&r"(c2), [c3] "=&r"(c3), [v] "=&r"(v),
+        [e] "=&r"(e)
+      : [end] "r"(end)
+      : "cc", "memory");
   acc[0] = a0;
   acc[1] = a1;
   acc[2] = b0;
   acc[3] = b1;
 }
 
+/* Lane `lane` of the column: output pixel `pixel`'s patch plus the offset, zeros in the padding. */
+static void conv_patch(const een_conv *op, const int8_t *input, int pixel, int32_t *col, unsigned lane) {
+  const int iy0 = (pixel / op->out.w) * op->stride_h - op->pad_h;
+  const int ix0 = (pixel % op->out.w) * op->stride_w - op->pad_w;
+  const size_t in_c = op->in.c;
+  const size_t n = (size_t)op->kh * op->kw * in_c;
+  const size_t groups = (n + 3) / 4;
+  int ky;
+  int kx;
+  if ((in_c & 3) == 0) { /* every pixel's channels are whole groups: straight from the input */
+    const int32_t offset2 = pair16(op->input_offset);
+    size_t g = 0;
+    for (ky = 0; ky < op->kh; ++ky) {
+      const int iy = iy0 + ky * op->dil_h;
+      for (kx = 0; kx < op->kw; ++kx) {
+        const int ix = ix0 + kx * op->dil_w;
+        const size_t end = g + in_c / 4;
+        if (in_range(iy, op->in.h) && in_range(ix, op->in.w)) {
+          const int8_t *x = input + ((size_t)iy * op->in.w + ix) * in_c;
+          for (; g < end; ++g, x += 4) {
+            put4(col, g, lane, ld32(x), offset2);
+          }
+        } else {
+          for (; g < end; ++g) {
+            col[4 * g + 2 * lane] = 0;
+            col[4 * g + 2 * lane + 1] = 0;
+          }
+        }
+      }
+    }
+  } else { /* 1-3 (or any other count of) channels: the patch is staged as int8 first */
+    int8_t *stage = (int8_t *)(col + 4 * groups);
+    const int8_t zero_point = (int8_t)-op->input_offset; /* + offset = 0: padding adds nothing */
+    size_t p = 0;
+    size_t i;
+    for (ky = 0; ky < op->kh; ++ky) {
+      const int iy = iy0 + ky * op->dil_h;
+      for (kx = 0; kx < op->kw; ++kx, p += in_c) {
+        const int ix = ix0 + kx * op->dil_w;
+        if (in_range(iy, op->in.h) && in_range(ix, op->in.w)) {
+          const int8_t *x = input + ((size_t)iy * op->in.w + ix) * in_c;
+          for (i = 0; i < in_c; ++i) {
+            stage[p + i] = x[i];
+          }
+        } else {
+          for (i = 0; i < in_c; ++i) {
+            stage[p + i] = zero_point;
+          }
+        }
+      }
+    }
+    for (; p < 4 * groups; ++p) {
+      stage[p] = zero_point;
+    }
+    put_staged(col, stage, groups, lane, op->input_offset);
+  }
+}
+
 /* Output pixels two at a time (an odd last one is paired with itself), channels two at a time. */
-static void conv_simd(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch) {
+static void conv_simd(const een_conv *op, const int8_t *input, int8_t *output, int32_t *col) {
   const size_t n = (size_t)op->kh * op->kw * op->in.c;
+  const size_t groups = (n + 3) / 4;
   const int pixels = op->out.h * op->out.w;
   const int out_c = op->out.c;
+  const int32_t offset = op->output_offset;
+  const int32_t lo = op->act_min;
+  const int32_t hi = op->act_max;
   int p;
   for (p = 0; p < pixels; p += 2) {
     const int pair = p + 1 < pixels;
     int8_t *out_a = output + (size_t)p * out_c;
-    int8_t *out_b = out_a + out_c;
     int oc;
-    conv_patch(op, input, p, scratch, 0);
-    conv_patch(op, input, pair ? p + 1 : p, scratch, 1);
+    conv_patch(op, input, p, col, 0);
+    conv_patch(op, input, pair ? p + 1 : p, col, 1);
     for (oc = 0; oc < out_c; oc += 2) {
       const int next = oc + 1 < out_c ? oc + 1 : oc; /* an odd last channel is paired with itself */
+      const int32_t m0 = op->mult[oc];
+      const int32_t s0 = op->shift[oc];
+      const int32_t m1 = op->mult[next];
+      const int32_t s1 = op->shift[next];
       int32_t acc[4];
       acc[0] = acc[2] = op->bias ? op->bias[oc] : 0;
       acc[1] = acc[3] = op->bias ? op->bias[next] : 0;
-      dot_lanes(scratch, op->weights + (size_t)oc * n, op->weights + (size_t)next * n, n, acc);
-      out_a[oc] = finish(acc[0], op->mult[oc], op->shift[oc], op->output_offset, op->act_min, op->act_max);
-      out_a[next] = finish(acc[1], op->mult[next], op->shift[next], op->output_offset, op->act_min, op->act_max);
+      dot_lanes(col, op->weights + (size_t)oc * n, op->weights + (size_t)next * n, groups, acc);
+      out_a[oc] = finish(acc[0], m0, s0, offset, lo, hi);
+      out_a[next] = finish(acc[1], m1, s1, offset, lo, hi);
       if (pair) {
-        out_b[oc] = finish(acc[2], op->mult[oc], op->shift[oc], op->output_offset, op->act_min, op->act_max);
-        out_b[next] = finish(acc[3], op->mult[next], op->shift[next], op->output_offset, op->act_min, op->act_max);
+        out_a[out_c + oc] = finish(acc[2], m0, s0, offset, lo, hi);
+        out_a[out_c + next] = finish(acc[3], m1, s1, offset, lo, hi);
       }
     }
   }
 }
+
+/* acc[0..1] += lane 0 . w0 and lane 0 . w1 over `groups` groups of a column. */
+static EEN_NOINLINE void dot_lane0(const int32_t *col, const int8_t *w0, const int8_t *w1, size_t groups,
+                                   int32_t *acc) {
+  const int32_t *end = col + 4 * groups;
+  int32_t a0 = acc[0];
+  int32_t a1 = acc[1];
+  for (; col < end; col += 4, w0 += 4, w1 += 4) {
+    const int32_t c0 = col[0];
+    const int32_t c1 = col[1];
+    const int32_t v0 = ld32(w0);
+    const int32_t v1 = ld32(w1);
+    a0 = __smlad(sxtb16_ror8(v0), c1, __smlad(__sxtb16(v0), c0, a0));
+    a1 = __smlad(sxtb16_ror8(v1), c1, __smlad(__sxtb16(v1), c0, a1));
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+}
+
+/* One fully connected row: its input staged (zero point up to a whole group) into lane 0, outputs in pairs. */
+static void fc_simd(const een_fc *op, const int8_t *x, int8_t *out, int32_t *col) {
+  const size_t n = op->in_depth;
+  const size_t groups = (n + 3) / 4;
+  int8_t *stage = (int8_t *)(col + 4 * groups);
+  const int out_c = op->out_depth;
+  int oc;
+  size_t i;
+  memcpy(stage, x, n);
+  for (i = n; i < 4 * groups; ++i) {
+    stage[i] = (int8_t)-op->input_offset;
+  }
+  put_staged(col, stage, groups, 0, op->input_offset);
+  for (oc = 0; oc < out_c; oc += 2) {
+    const int next = oc + 1 < out_c ? oc + 1 : oc;
+    const int k0 = op->per_channel ? oc : 0;
+    const int k1 = op->per_channel ? next : 0;
+    int32_t acc[2];
+    acc[0] = op->bias ? op->bias[oc] : 0;
+    acc[1] = op->bias ? op->bias[next] : 0;
+    dot_lane0(col, op->weights + (size_t)oc * n, op->weights + (size_t)next * n, groups, acc);
+    out[oc] = finish(acc[0], op->mult[k0], op->shift[k0], op->output_offset, op->act_min, op->act_max);
+    out[next] = finish(acc[1], op->mult[k1], op->shift[k1], op->output_offset, op->act_min, op->act_max);
+  }
+}
 #endif
 
-void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch) {
+void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, void *scratch) {
 #if defined(EENATIVE_SIMD)
-  conv_simd(op, input, output, scratch);
+  conv_simd(op, input, output, (int32_t *)scratch);
 #else
   const int in_c = op->in.c;
   const size_t row = (size_t)op->kw * in_c;
@@ -339,21 +372,13 @@ void een_depthwise_s8(const een_depthwise *op, const int8_t *input, int8_t *outp
   }
 }
 
-void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, int16_t *scratch) {
+void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, void *scratch) {
   int b;
   for (b = 0; b < op->batches; ++b) {
     const int8_t *x = input + (size_t)b * op->in_depth;
     int8_t *out = output + (size_t)b * op->out_depth;
 #if defined(EENATIVE_SIMD)
-    column col;
-    col.base = scratch;
-    col.n4 = (size_t)op->in_depth & ~(size_t)3;
-    col.rest = op->in_depth - col.n4;
-    col.lanes = 1;
-    col.lane = 0;
-    col_put(&col, 0, x, op->in_depth, op->input_offset);
-    dot_channels(scratch, op->weights, op->in_depth, op->bias, op->mult, op->shift, op->per_channel, op->out_depth,
-                 op->output_offset, op->act_min, op->act_max, out);
+    fc_simd(op, x, out, (int32_t *)scratch);
 #else
     int oc;
     (void)scratch;
@@ -414,7 +439,53 @@ static void pool(const een_pool *op, const int8_t *input, int8_t *output, int av
   }
 }
 
-void een_max_pool_s8(const een_pool *op, const int8_t *input, int8_t *output) { pool(op, input, output, 0); }
+#if defined(EENATIVE_SIMD)
+/* Max pooling four channels at a time: __ssub8 sets a GE flag per byte where a >= b, __sel picks by them. */
+static void max_pool4(const een_pool *op, const int8_t *input, int8_t *output) {
+  const int32_t lo = (int32_t)(0x01010101u * (uint8_t)op->act_min);
+  const int32_t hi = (int32_t)(0x01010101u * (uint8_t)op->act_max);
+  const size_t c4 = op->out.c;
+  int oy;
+  int ox;
+  size_t c;
+  for (oy = 0; oy < op->out.h; ++oy) {
+    for (ox = 0; ox < op->out.w; ++ox) {
+      int8_t *out = output + ((size_t)oy * op->out.w + ox) * c4;
+      int y0;
+      int y1;
+      int x0;
+      int x1;
+      pool_window(op, oy, ox, &y0, &y1, &x0, &x1);
+      for (c = 0; c < c4; c += 4) {
+        int32_t m = lo; /* max(window, act_min) */
+        int y;
+        int x;
+        for (y = y0; y < y1; ++y) {
+          const int8_t *in = input + ((size_t)y * op->in.w + x0) * op->in.c + c;
+          for (x = x0; x < x1; ++x, in += op->in.c) {
+            const int32_t v = ld32(in);
+            (void)__ssub8(v, m);
+            m = (int32_t)__sel(v, m);
+          }
+        }
+        (void)__ssub8(m, hi);
+        m = (int32_t)__sel(hi, m); /* min(., act_max) */
+        memcpy(out + c, &m, 4);
+      }
+    }
+  }
+}
+#endif
+
+void een_max_pool_s8(const een_pool *op, const int8_t *input, int8_t *output) {
+#if defined(EENATIVE_SIMD)
+  if ((op->out.c & 3) == 0) {
+    max_pool4(op, input, output);
+    return;
+  }
+#endif
+  pool(op, input, output, 0);
+}
 
 void een_avg_pool_s8(const een_pool *op, const int8_t *input, int8_t *output) { pool(op, input, output, 1); }
 
@@ -445,15 +516,45 @@ void een_mean_s8(const een_mean *op, const int8_t *input, int8_t *output) {
   }
 }
 
-void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output) {
+/* Input i's rescaled term of ADD: (x + offset) * 2^left_shift, requantized with its multiplier. */
+static int32_t add_term(int32_t x, int32_t offset, int32_t left_shift, int32_t mult, int32_t shift) {
+  return requantize((int32_t)((uint32_t)(x + offset) << left_shift), mult, shift);
+}
+
+void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output, void *scratch) {
   uint32_t i;
+#if defined(EENATIVE_SIMD)
+  /* Each input's term depends on its int8 value only: two 256-entry tables (indexed by the byte as
+     uint8), then one requantization per element. */
+  int32_t *t1 = (int32_t *)scratch;
+  int32_t *t2 = t1 + 256;
+  const uint8_t *u1 = (const uint8_t *)input1;
+  const uint8_t *u2 = (const uint8_t *)input2;
+  for (i = 0; i < 256; ++i) {
+    const int32_t x = (int8_t)(uint8_t)i;
+    t1[i] = add_term(x, op->input1_offset, op->left_shift, op->input1_mult, op->input1_shift);
+    t2[i] = add_term(x, op->input2_offset, op->left_shift, op->input2_mult, op->input2_shift);
+  }
+  {
+    /* locals: the int8 stores below could alias *op, which would reload every field per element */
+    const uint32_t size = op->size;
+    const int32_t mult = op->output_mult;
+    const int32_t shift = op->output_shift;
+    const int32_t offset = op->output_offset;
+    const int32_t lo = op->act_min;
+    const int32_t hi = op->act_max;
+    for (i = 0; i < size; ++i) {
+      output[i] = finish(t1[u1[i]] + t2[u2[i]], mult, shift, offset, lo, hi);
+    }
+  }
+#else
+  (void)scratch;
   for (i = 0; i < op->size; ++i) {
-    const int32_t a = (int32_t)((uint32_t)(input1[i] + op->input1_offset) << op->left_shift);
-    const int32_t b = (int32_t)((uint32_t)(input2[i] + op->input2_offset) << op->left_shift);
-    const int32_t sum = een_requantize(a, op->input1_mult, op->input1_shift) +
-                        een_requantize(b, op->input2_mult, op->input2_shift);
+    const int32_t sum = add_term(input1[i], op->input1_offset, op->left_shift, op->input1_mult, op->input1_shift) +
+                        add_term(input2[i], op->input2_offset, op->left_shift, op->input2_mult, op->input2_shift);
     output[i] = finish(sum, op->output_mult, op->output_shift, op->output_offset, op->act_min, op->act_max);
   }
+#endif
 }
 
 /* x * 2^e (e > 0) saturated to int32. */
@@ -536,7 +637,7 @@ void een_softmax_s8(const een_softmax *op, const int8_t *input, int8_t *output) 
     for (c = 0; c < op->depth; ++c) {
       const int32_t diff = x[c] - top;
       if (diff >= op->diff_min) {
-        sum += rounding_shift_right(exp_negative(een_requantize(diff, op->mult, op->left_shift)), 12);
+        sum += rounding_shift_right(exp_negative(requantize(diff, op->mult, op->left_shift)), 12);
       }
     }
     headroom = leading_zeros((uint32_t)sum); /* sum >= exp(0): the row maximum's term */
@@ -545,7 +646,7 @@ void een_softmax_s8(const een_softmax *op, const int8_t *input, int8_t *output) 
       const int32_t diff = x[c] - top;
       int32_t v = -128;
       if (diff >= op->diff_min) {
-        const int32_t e = exp_negative(een_requantize(diff, op->mult, op->left_shift));
+        const int32_t e = exp_negative(requantize(diff, op->mult, op->left_shift));
         v = rounding_shift_right(doubling_high_mul(scale, e), 12 - headroom + 31 - 8) - 128;
       }
       out[c] = (int8_t)clamp(v, -128, 127);

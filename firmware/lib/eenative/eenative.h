@@ -8,11 +8,15 @@
  * activation's clamp. The converter (converter/native*.py) precomputes every parameter from the
  * .tflite flatbuffer and plans all buffers at build time: no allocation, no interpreter.
  *
- * Build with -DEENATIVE_SIMD on a core with the DSP extension (Cortex-M4/M7: ACLE __smlad and
- * __sxtb16) for the SIMD convolution and fully-connected loops. They need a word-aligned int16 scratch
- * column of kh x kw x in.c values (conv) or in_depth values (fully connected), which the converter
- * plans in the arena. Without EENATIVE_SIMD the kernels are plain C and ignore the scratch. Both paths
- * produce identical outputs.
+ * Build with -DEENATIVE_SIMD on a core with the DSP extension (Cortex-M4/M7: ACLE __smlad, __sxtb16,
+ * __ssub8/__sel) for the SIMD convolution, fully-connected, ADD and max-pooling paths. Their scratch
+ * (planned in the arena by the converter, word-aligned, ignored by the plain C path): for a patch
+ * of n values (conv: kh x kw x in.c, fully connected: in_depth) a two-lane int16 column of
+ * 4 ceil(n / 4) words, plus ceil(n / 4) words more when in.c is not a multiple of 4 (the patch is
+ * staged as int8 first; fully connected always stages); for ADD two 256-entry int32 tables (2 KB).
+ * Weight arrays (conv, fully connected) end with zeros up to a whole word past their last row, since
+ * the SIMD dot products read every row as ceil(n / 4) words. Without EENATIVE_SIMD the kernels are
+ * plain C. Both paths produce identical outputs.
  */
 #ifndef EENATIVE_H
 #define EENATIVE_H
@@ -29,7 +33,7 @@ typedef struct {
   uint16_t h, w, c;
 } een_dims;
 
-/** CONV_2D, per-channel: weights [out.c][kh][kw][in.c]. */
+/** CONV_2D, per-channel: weights [out.c][kh][kw][in.c], then zeros to a whole word (see above). */
 typedef struct {
   een_dims in, out;
   uint8_t kh, kw, stride_h, stride_w, dil_h, dil_w;
@@ -53,7 +57,8 @@ typedef struct {
   const int32_t *bias, *mult, *shift;
 } een_depthwise;
 
-/** FULLY_CONNECTED: weights [out_depth][in_depth], one multiplier (per-tensor) or out_depth of them. */
+/** FULLY_CONNECTED: weights [out_depth][in_depth] (then zeros to a whole word), one multiplier (per-tensor)
+    or out_depth of them. */
 typedef struct {
   uint16_t in_depth, out_depth, batches;
   uint8_t per_channel;    /**< 0: mult[0]/shift[0] for every output */
@@ -105,17 +110,21 @@ typedef struct {
   int32_t diff_min;         /**< differences from the row maximum below this give 0 */
 } een_softmax;
 
-/** x * mult * 2^shift with TFLite's rounding (MultiplyByQuantizedMultiplier: doubling high mul, then rounding shift). */
+/**
+ * x * mult * 2^shift with TFLite's rounding (MultiplyByQuantizedMultiplier: doubling high mul, then rounding
+ * shift), computed as CMSIS-NN does it: (x' mult + 2^30) >> 31 in one 64-bit multiply-accumulate, the same
+ * bits for every mult != INT32_MIN. The kernels inline it.
+ */
 int32_t een_requantize(int32_t x, int32_t mult, int32_t shift);
 
-void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, int16_t *scratch);
+void een_conv2d_s8(const een_conv *op, const int8_t *input, int8_t *output, void *scratch);
 void een_depthwise_s8(const een_depthwise *op, const int8_t *input, int8_t *output);
-void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, int16_t *scratch);
+void een_fc_s8(const een_fc *op, const int8_t *input, int8_t *output, void *scratch);
 void een_max_pool_s8(const een_pool *op, const int8_t *input, int8_t *output);
 void een_avg_pool_s8(const een_pool *op, const int8_t *input, int8_t *output);
 void een_pad_s8(const een_pad *op, const int8_t *input, int8_t *output);
 void een_mean_s8(const een_mean *op, const int8_t *input, int8_t *output);
-void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output);
+void een_add_s8(const een_add *op, const int8_t *input1, const int8_t *input2, int8_t *output, void *scratch);
 void een_softmax_s8(const een_softmax *op, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
