@@ -106,7 +106,7 @@ def _invalid() -> list[tuple[bytes, p.Drop]]:
         (_raw_frame(_packet(V, p.MsgType.ERROR, 1, b"\x01\x00\x02o\xc3")), p.Drop.PAYLOAD),
         (_raw_frame(_packet(V, p.MsgType.OFFLOAD, 1, _offload_head(0x7FC00000) + b"\x05")), p.Drop.PAYLOAD),
         (_raw_frame(_packet(V, p.MsgType.OFFLOAD, 1, _offload_head(0xFF800000) + b"\x05")), p.Drop.PAYLOAD),
-        (_raw_frame(_packet(V, p.MsgType.RESULT, 1, struct.pack("<HHBBB", 1, 2, 3, 1, 0))), p.Drop.PAYLOAD),  # v1 RESULT
+        (_raw_frame(_packet(V, p.MsgType.RESULT, 1, struct.pack("<HHBBB", 1, 2, 3, 1, 0))), p.Drop.PAYLOAD),  # v1
         (_raw_frame(b"\x01\x02\x03"), p.Drop.SHORT),
         (b"\x05\x01\x02\x00", p.Drop.COBS),
         (good[:-3] + b"\x00", p.Drop.COBS),
