@@ -35,8 +35,9 @@ def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, caps
     summary = json.loads(out.read_text())
     assert set(summary) == {
         "samples", "answered", "duplicates", "accuracy", "offline_accuracy", "decisions_match",
-        "answers_by_tier", "offload_rate", "bytes_sent", "latency_ms", "faults", "differences",
+        "answers_by_tier", "offload_rate", "bytes_sent", "latency_ms", "faults", "differences", "link",
     }  # fmt: skip
+    assert summary["link"]["throttled"] is False
     _exactly_once(summary)
     assert summary["decisions_match"] is True and summary["accuracy"] == summary["offline_accuracy"]
     assert 0 < summary["offload_rate"] < 1 and summary["bytes_sent"] > SAMPLES * 16 * 16 * 3

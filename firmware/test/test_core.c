@@ -580,7 +580,7 @@ static void test_bad_frames_with_intact_headers_get_errors(void) {
   n = eep_encode_frame(0x42, 61, payload, 0, frame, sizeof frame); /* unknown type */
   CHECK(n > 0 && eec_feed(&ctx, frame, (size_t)n) == EEC_OK);
   CHECK(n_sent == 3 && is_error(2, 61, ERR_UNKNOWN_TYPE));
-  n = eep_encode_frame(EEP_RESULT, 62, payload, 3, frame, sizeof frame); /* RESULT needs 7 bytes */
+  n = eep_encode_frame(EEP_RESULT, 62, payload, 3, frame, sizeof frame); /* RESULT needs 15 bytes */
   CHECK(n > 0 && eec_feed(&ctx, frame, (size_t)n) == EEC_OK);
   CHECK(n_sent == 4 && is_error(3, 62, ERR_MALFORMED));
   CHECK(ctx.stats.dropped == 2 && ctx.stats.frames == 1 && bad_sends == 0);
