@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from cobs import cobs
 
-VERSION = 1
+VERSION = 2  # 2: RESULT carries the measured link throughput and the edge's expected wait
 MAX_PAYLOAD = 16_384
 HEADER = struct.Struct("<BBHH")
 CRC = struct.Struct("<I")
@@ -70,7 +70,7 @@ class MsgType(IntEnum):
 
 
 class ErrorCode(IntEnum):
-    VERSION = 1
+    VERSION = 2  # 2: RESULT carries the measured link throughput and the edge's expected wait
     UNKNOWN_TYPE = 2
     MALFORMED = 3
     MODEL_MISMATCH = 4
@@ -238,26 +238,37 @@ class Offload:
 @dataclass(frozen=True)
 class Result:
     TYPE: ClassVar[MsgType] = MsgType.RESULT
-    FORMAT: ClassVar[str] = "<HHBBB"
+    FORMAT: ClassVar[str] = "<HHBBBII"
     label: int
     confidence_q15: int
     exit: int
     tier: int
     fallback: bool = False
+    link_bps: int = 0  # the OFFLOAD's throughput as its receiver timed it (0: not measured)
+    edge_wait_us: int = 0  # the answering tier's expected wait for the next offload (0: free or unknown)
 
     def pack(self) -> bytes:
-        return struct.pack(self.FORMAT, self.label, self.confidence_q15, self.exit, self.tier, int(self.fallback))
+        return struct.pack(
+            self.FORMAT,
+            self.label,
+            self.confidence_q15,
+            self.exit,
+            self.tier,
+            int(self.fallback),
+            self.link_bps,
+            self.edge_wait_us,
+        )
 
     @classmethod
     def unpack(cls, payload: bytes) -> Result:
         r = _Reader(payload, "RESULT")
-        label, conf, exit_, tier, flags = r.take(cls.FORMAT)
+        label, conf, exit_, tier, flags, link_bps, wait = r.take(cls.FORMAT)
         r.done()
         if tier > Tier.CLOUD:
             raise ProtocolError(f"RESULT: tier {tier} unknown")
         if flags > 1:
             raise ProtocolError(f"RESULT: reserved flag bits set (0x{flags:02x})")
-        return cls(label, conf, exit_, tier, bool(flags))
+        return cls(label, conf, exit_, tier, bool(flags), link_bps, wait)
 
 
 RESULT_FRAME_BYTES = frame_bytes(struct.calcsize(Result.FORMAT))  # a RESULT on the wire

@@ -183,6 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         port=args.port,
         baud=args.baud,
         target=args.target,
+        bandwidth=demo.read_trace(args.bandwidth_trace) if args.bandwidth_trace else None,
     )
     summary = demo.run(b, opts)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +283,11 @@ def _parser() -> argparse.ArgumentParser:
         help="sil: the simulator (default); qemu: the firmware on an emulated Cortex-M4 (docs/qemu.md)",
     )
     d.add_argument("--baud", type=int, default=115200, help="default %(default)s")
+    d.add_argument(
+        "--bandwidth-trace",
+        metavar="FILE",
+        help="throttle the simulator's link by this throughput trace, one value per request (docs/bridge.md)",
+    )
     d.add_argument("--json", required=True, help="summary file to write")
     d.set_defaults(func=cmd_demo)
     return p

@@ -3,7 +3,9 @@
 One thread per port. Per port the bridge handshakes (0x00, ERROR(hello required) until the
 device's HELLO, HELLO_ACK after checking the model hash), sends queued INFER requests one at a time (again after
 ``answer_timeout`` s, up to ``max_tries`` times), answers OFFLOADs through the
-:class:`~host.edge.EdgeService`, and emits one record per final RESULT. A lost port is
+:class:`~host.edge.EdgeService`, and emits one record per final RESULT. Its RESULTs report each
+OFFLOAD's throughput as it arrived (:class:`~host.link.Arrival`) and the edge's expected wait
+over all ports (:class:`~host.edge.EdgeLoad`). A lost port is
 reopened with backoff; garbage on the line costs at most the frame it hit.
 """
 
@@ -17,11 +19,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import serial
 
 from contracts.protocol import (
+    VERSION,
+    Drop,
     Error,
     ErrorCode,
     Frame,
@@ -37,8 +41,8 @@ from contracts.protocol import (
     encode,
 )
 from host.bundle import Bundle
-from host.edge import EdgeService
-from host.link import Link, open_serial
+from host.edge import EdgeLoad, EdgeService
+from host.link import Arrival, Link, open_serial
 
 log = logging.getLogger("host.bridge")
 
@@ -105,8 +109,10 @@ class PortWorker(threading.Thread):
         answer_timeout: float,
         max_tries: int,
         stop: threading.Event,
+        load: EdgeLoad,
     ) -> None:
         super().__init__(name=f"port {url}", daemon=True)
+        self.load = load
         self.url, self.open_link, self.bundle, self.edge = url, open_link, bundle, edge
         self.emit, self.answer_timeout, self.max_tries, self.stop = emit, answer_timeout, max_tries, stop
         self.link: Link | None = open_link()
@@ -115,6 +121,7 @@ class PortWorker(threading.Thread):
         self.recent: OrderedDict[int, None] = OrderedDict()
         self.ready = False  # the device said HELLO on this connection: INFERs may go out
         self.accepted: bool | None = None  # None: no HELLO yet on this connection
+        self.other_version = False  # a frame of another protocol version came on this connection
         self.received_at = 0.0  # perf_counter when the frames being handled were read
         self.served_ms: list[float] = []  # per offload answered: frame in -> RESULT written
 
@@ -157,17 +164,20 @@ class PortWorker(threading.Thread):
             self.link = None
 
     def _session(self) -> None:
-        self.ready, self.accepted = False, None
+        self.ready, self.accepted, self.other_version = False, None, False
         if self.current is not None:
             self.current.last_sent = float("-inf")  # resend once the device is back
         self.link.write(b"\x00")
         next_ping = 0.0
         dropped = self.link.reader.dropped
         while not self.stop.is_set():
-            frames = self.link.receive()
+            items = self.link.receive_timed()
             self.received_at = time.perf_counter()
-            for frame in frames:
-                self._handle(frame)
+            for frame, arrival in items:
+                if isinstance(frame, Frame):
+                    self._handle(frame, arrival)
+                elif frame.code == Drop.VERSION and frame.request_id is not None:
+                    self._other_version(frame.request_id, str(frame))
             if self.link.reader.dropped != dropped:
                 lost, dropped = self.link.reader.dropped - dropped, self.link.reader.dropped
                 log.info("%s: dropped %d damaged frame(s), last: %s", self.url, lost, self.link.reader.last_error)
@@ -214,7 +224,7 @@ class PortWorker(threading.Thread):
         c = self.current
         return c if c is not None and c.request.request_id == request_id else None
 
-    def _handle(self, frame: Frame) -> None:
+    def _handle(self, frame: Frame, arrival: Arrival) -> None:
         message, rid = frame.message, frame.request_id
         mine = self._mine(rid)
         if mine is not None:
@@ -227,7 +237,7 @@ class PortWorker(threading.Thread):
         elif isinstance(message, Ping):
             self.link.send(Pong(message.timestamp_us), rid)
         elif isinstance(message, Offload):
-            self._offload(rid, message, mine)
+            self._offload(rid, message, mine, arrival)
         elif isinstance(message, Telemetry):
             if mine is not None:
                 mine.slices_us = dict(message.slice_micros)
@@ -237,6 +247,18 @@ class PortWorker(threading.Thread):
             log.warning("%s: device error %d for request %d: %s", self.url, message.code, rid, message.message)
         else:
             log.warning("%s: ignoring %s from the device", self.url, message.TYPE.name)
+
+    def _other_version(self, rid: int, why: str) -> None:
+        """A device of another protocol version: ERROR(version), and the reason once per connection."""
+        self.link.send(Error(ErrorCode.VERSION, f"this edge speaks protocol version {VERSION}"), rid)
+        if not self.other_version:
+            log.error(
+                "%s: the device sent a frame of another protocol version (%s): flash it with firmware built by "
+                "this converter (`python -m converter build`), or use the host of its release",
+                self.url,
+                why,
+            )
+        self.other_version = True
 
     def _hello(self, hello: Hello) -> None:
         accepted = hello.model_hash == bytes.fromhex(self.bundle.model_hash)
@@ -255,7 +277,7 @@ class PortWorker(threading.Thread):
                 log.error("%s", mismatch_message(self.url, hello.model_hash, self.bundle))
         self.accepted = accepted
 
-    def _offload(self, rid: int, offload: Offload, mine: _InFlight | None) -> None:
+    def _offload(self, rid: int, offload: Offload, mine: _InFlight | None, arrival: Arrival) -> None:
         if self.accepted is None:
             log.info("%s: OFFLOAD %d before the device's HELLO: asking for one (the device falls back)", self.url, rid)
             self.link.send(_HELLO_REQUIRED, rid)
@@ -268,8 +290,12 @@ class PortWorker(threading.Thread):
             log.warning("%s: request %d: cannot continue: %s", self.url, rid, reason)
             self.link.send(Error(ErrorCode.MALFORMED, reason), rid)
             return
-        outcome = self.edge.serve(offload)
-        sent = self.link.send(outcome.answer, rid) if outcome.answer else 0
+        with self.load.serving():
+            outcome = self.edge.serve(offload)
+            answer = outcome.answer and replace(
+                outcome.answer, link_bps=arrival.bps(), edge_wait_us=self.load.wait_us()
+            )
+        sent = self.link.send(answer, rid) if answer else 0
         if sent:
             self.served_ms.append(1e3 * (time.perf_counter() - self.received_at))
         if mine is not None:
@@ -285,6 +311,8 @@ class PortWorker(threading.Thread):
             "exit": result.exit,
             "tier": Tier(result.tier).name.lower(),
             "fallback": result.fallback,
+            "link_bps": result.link_bps,
+            "edge_wait_us": result.edge_wait_us,
             "duplicate": mine is None and rid in self.recent,
         }
         if mine is not None:
@@ -324,6 +352,7 @@ class Bridge:
     ) -> None:
         self.stop_event = threading.Event()
         self.workers: dict[str, PortWorker] = {}
+        load = EdgeLoad()
         try:
             for url in ports:
                 self.workers[url] = PortWorker(
@@ -335,6 +364,7 @@ class Bridge:
                     answer_timeout,
                     max_tries,
                     self.stop_event,
+                    load,
                 )
         except BaseException:
             self.stop()

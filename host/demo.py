@@ -8,8 +8,10 @@ The simulator (and the cloud tier, when asked: a TCP server thread, or a local R
 deployment with ``cloud_engine="ray"``) run in this process; the bridge
 is a ``python -m host bridge`` process (so that it can be killed), fed the samples as JSON
 request lines; its answer records are compared with the offline evaluation of the same
-samples. With a ``port`` the same runs against a flashed board (no simulator, no relay); with
-target ``qemu`` against the firmware on an emulated Cortex-M4 (``host/qemu.py``, no relay).
+samples. With a bandwidth trace the relay throttles the device's uplink by it and the offline
+evaluation sees the same trace (``host/relay.py``, ``host/offline.py``). With a ``port`` the same
+runs against a flashed board (no simulator, no relay); with target ``qemu`` against the firmware
+on an emulated Cortex-M4 (``host/qemu.py``, no relay).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from host.cloud import CloudServer
 from host.link import open_serial
 from host.relay import DAMAGE, UP, Relay
 from host.simulator import DEFAULT_DEADLINE_MS, DeviceClock, Simulator
+from policy import linktraces
 
 FAULTS = (*DAMAGE, "kill-edge")
 KILL_AT_OFFLOAD = 1  # kill-edge: the bridge dies when the device sends its second OFFLOAD
@@ -63,6 +66,15 @@ class DemoOptions:
     target: str = "sil"  # "sil": the simulator; "qemu": the firmware under QEMU (host/qemu.py)
     baud: int = 115200
     seed: int = 0
+    bandwidth: tuple[float, ...] | None = None  # bit/s per request: the relay throttles the device's uplink by it
+
+
+def read_trace(path: str) -> tuple[float, ...]:
+    """A throughput trace file (the formats of ``policy/linktraces.py``) as bit/s, one value per request."""
+    try:
+        return tuple(float(v) for v in linktraces.read(Path(path)))
+    except ValueError as err:
+        raise DemoError(f"--bandwidth-trace: {err}") from None
 
 
 def load_samples(bundle: Bundle, count: int, data_dir: str | None) -> data.Dataset:
@@ -174,7 +186,7 @@ class _Run:
             dev_master, dev_slave, dev_path = _pty()
             edge_master, edge_slave, edge_path = _pty()
             self.fds = [dev_master, dev_slave, edge_master, edge_slave]
-            self.relay = Relay(dev_master, edge_master, set(opts.faults), opts.seed, self._on_frame)
+            self.relay = Relay(dev_master, edge_master, set(opts.faults), opts.seed, self._on_frame, opts.bandwidth)
             self.relay.start()
             self._thread(self._simulate, dev_path)
             self.bridge_args += ["--port", edge_path]
@@ -293,6 +305,10 @@ class _Run:
 
 def run(bundle: Bundle, opts: DemoOptions) -> dict:
     """Run the demo; returns the summary that ``--json`` writes."""
+    if (opts.port is not None or opts.target == "qemu") and opts.bandwidth is not None:
+        raise DemoError("--bandwidth-trace needs the simulator (the relay throttles its link); drop --port/--target")
+    if opts.bandwidth is not None and not opts.bandwidth:
+        raise DemoError("--bandwidth-trace: the trace has no values")
     if (opts.port is not None or opts.target == "qemu") and opts.faults:
         raise DemoError(
             "--faults need the simulator (they are injected between it and the bridge); drop --port/--target"
@@ -315,7 +331,9 @@ def run(bundle: Bundle, opts: DemoOptions) -> dict:
     except qemu.QemuError as err:
         raise DemoError(str(err)) from err
     ds = load_samples(bundle, opts.samples, opts.data_dir)
-    reference = offline.evaluate(bundle, ds.x, opts.edge_slices if opts.cloud else None, opts.deadline_ms)
+    reference = offline.evaluate(
+        bundle, ds.x, opts.edge_slices if opts.cloud else None, opts.deadline_ms, opts.bandwidth
+    )
     demo = _Run(bundle, opts, ds.x, image)
     try:
         demo.start()
@@ -368,6 +386,7 @@ def _summary(demo: _Run, labels: np.ndarray, reference: list[offline.Decision]) 
             "p50": round(float(np.percentile(totals, 50)), 3) if totals else None,
             "p99": round(float(np.percentile(totals, 99)), 3) if totals else None,
         },
+        "link": _link(demo.opts.bandwidth, answered),
         "faults": {
             "kinds": sorted(demo.opts.faults),
             "frames_damaged": demo.relay.injected if demo.relay else 0,
@@ -375,3 +394,14 @@ def _summary(demo: _Run, labels: np.ndarray, reference: list[offline.Decision]) 
             "fallback_answers": sum(r["fallback"] for r in answered),
         },
     }
+
+
+def _link(trace: tuple[float, ...] | None, answered: list[dict]) -> dict:
+    """The edge's measured throughput of the offloads it answered, against the trace's value for each."""
+    measured = [(r["request_id"], r["link_bps"]) for r in answered if r.get("link_bps")]
+    out: dict = {"throttled": trace is not None, "measured_offloads": len(measured)}
+    if trace is not None and measured:
+        want = [(bps, trace[(rid - 1) % len(trace)]) for rid, bps in measured]
+        errors = [abs(bps / bw - 1) for bps, bw in want if bw]
+        out["median_relative_error"] = round(float(np.median(errors)), 4) if errors else None
+    return out

@@ -5,7 +5,7 @@ Reasons:
 - ``unanswered``: no final RESULT came (the bridge gave up after its tries).
 - ``fallback``: the device offloaded, no answer came back within its budget (a slow or lost edge
   RESULT, an edge ERROR) and it answered from its deepest exit with the fallback flag; the
-  reference assumes a perfect link.
+  reference assumes a perfect link (or, with a bandwidth trace, the trace's transfer time exactly).
 - ``clock``: a device with its own clock (QEMU's instruction-counted one, a board's) timed its
   slices differently from the board profile the reference counts, so its budget passed at
   another exit, or a policy that reads the time decided otherwise.

@@ -5,6 +5,12 @@ of bytes from the middle of a frame (``drop``) or flips a few of its bytes (``co
 the receiver then sees a truncated or corrupted frame and drops it. Which frames are hit
 is decided per frame identity (direction, message type, how many of that type came
 before) from a seeded generator, so a run is reproducible whatever the timing.
+
+With a bandwidth trace (bit/s, one value per request) the relay also throttles the device's
+uplink as a link of that throughput would: each frame from the device goes out in
+``CHUNK``-byte pieces paced at the value of its request (request ``n`` takes value ``n - 1``,
+cyclically; frames of request 0, such as HELLO, the first), one frame after another, and never
+slower than ``MAX_FRAME_S`` seconds a frame. The edge's downlink is not throttled.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import os
 import random
 import select
 import threading
-from collections import Counter
-from collections.abc import Callable
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 
 from contracts.protocol import MAX_FRAME, MsgType, ProtocolError, decode
 
@@ -22,6 +29,8 @@ UP, DOWN = "device->edge", "edge->device"
 DAMAGE = ("drop", "corrupt")
 # Probability that a frame of this kind is hit: mostly the offload exchange, sometimes the request and its answer.
 RATES = {(UP, MsgType.OFFLOAD): 0.3, (DOWN, MsgType.RESULT): 0.3, (DOWN, MsgType.INFER): 0.1, (UP, MsgType.RESULT): 0.1}
+CHUNK = 32  # bytes the throttled uplink writes at a time
+MAX_FRAME_S = 5.0  # the longest a throttled frame takes, whatever the trace says (an outage of 0 bit/s included)
 
 
 class Relay(threading.Thread):
@@ -34,6 +43,7 @@ class Relay(threading.Thread):
         damage: set[str],
         seed: int = 0,
         on_frame: Callable[[str, MsgType, int], None] | None = None,
+        bandwidth: Sequence[float] | None = None,
     ) -> None:
         super().__init__(name="relay", daemon=True)
         self.ends = {device_fd: (UP, edge_fd), edge_fd: (DOWN, device_fd)}
@@ -44,14 +54,22 @@ class Relay(threading.Thread):
         self.seen: Counter = Counter()
         self.injected = 0
         self.stopped = threading.Event()
+        self.bandwidth = bandwidth
+        self.device_fd, self.edge_fd = device_fd, edge_fd
+        self.paced: deque[tuple[float, bytes]] = deque()  # (when, bytes) still to go up, in order
+        self.uplink_free = 0.0  # perf_counter when the throttled uplink has sent what it has
 
     def run(self) -> None:
         """Never blocks on a write: a blocked end must not stop the other direction."""
         for fd in self.ends:
             os.set_blocking(fd, False)
         while not self.stopped.is_set():
+            now = time.perf_counter()
+            while self.paced and self.paced[0][0] <= now:
+                self.outbox[self.edge_fd] += self.paced.popleft()[1]
+            wait = min(0.05, max(self.paced[0][0] - now, 0.0)) if self.paced else 0.05
             pending = [fd for fd, out in self.outbox.items() if out]
-            readable, writable, _ = select.select(list(self.ends), pending, [], 0.05)
+            readable, writable, _ = select.select(list(self.ends), pending, [], wait)
             for fd in writable:
                 try:
                     del self.outbox[fd][: os.write(fd, self.outbox[fd])]
@@ -64,7 +82,25 @@ class Relay(threading.Thread):
                     continue
                 direction, out = self.ends[fd]
                 for frame in self._frames(direction, data):
-                    self.outbox[out] += frame
+                    if direction == UP and self.bandwidth is not None:
+                        self._pace(frame)
+                    else:
+                        self.outbox[out] += frame
+
+    def _pace(self, wire: bytes) -> None:
+        """Queue a device frame to go up at its request's throughput: piece i leaves when the bytes after the
+        first piece, up to its end, would have been sent, so the edge times exactly that throughput."""
+        try:
+            rid = decode(wire[:-1]).request_id
+        except ProtocolError:
+            rid = 0
+        bps = max(float(self.bandwidth[max(rid - 1, 0) % len(self.bandwidth)]), 8 * len(wire) / MAX_FRAME_S)
+        start = max(time.perf_counter(), self.uplink_free)
+        first = min(CHUNK, len(wire))
+        for at in range(0, len(wire), CHUNK):
+            end = min(at + CHUNK, len(wire))
+            self.paced.append((start + 8 * (end - first) / bps, wire[at:end]))
+        self.uplink_free = start + 8 * len(wire) / bps
 
     def stop(self) -> None:
         self.stopped.set()

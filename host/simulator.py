@@ -10,6 +10,10 @@ an ERROR from the edge or the budget running out answers from the deepest exit w
 fallback flag. TELEMETRY precedes every final RESULT; late RESULTs are ignored; frames whose
 CRC holds but whose version, type or payload is wrong are answered with the matching ERROR.
 
+Every RESULT from the edge (a late one too) tells it the OFFLOAD's throughput as the edge timed it
+and the edge's expected wait: :class:`EdgeView` keeps them as eecore's ``observe_edge`` does (the
+same integer smoothing), and the policy sees them.
+
 Its clock is the board's, not the PC's: each slice advances it by the slice's time on the board
 by its profile's MAC rate (``Bundle.device_slice_us``, the cost model the policy was trained
 with), so the policy sees the time and energy the board would spend; while it waits for the
@@ -53,6 +57,7 @@ log = logging.getLogger("host.simulator")
 
 FW_VERSION = 1  # the firmware's EEC_FW_VERSION
 DEFAULT_DEADLINE_MS = DEFAULT_DEADLINE_US / 1e3  # the firmware's default EEFW_DEADLINE_US
+LINK_SHIFT = 1  # eecore's EEC_LINK_SHIFT: the estimate moves by 1/2^LINK_SHIFT of each measurement's difference
 MARGIN_US = FALLBACK_MARGIN_US  # the firmware's EEFW_MARGIN_US: stop waiting for the edge this long before the deadline
 # The ERROR a frame dropped after its CRC held gets, as eecore's answer_dropped.
 DROP_ANSWERS = {
@@ -90,10 +95,26 @@ class DeviceClock:
         """Device energy for ``spent_us`` of activity, as eecore.c computes it."""
         return spent_us * self.power_uw // 1_000_000
 
-    def state(self, k: int, logits: np.ndarray, spent_us: int, can_offload: bool) -> DeviceState:
+    def state(self, k: int, logits: np.ndarray, spent_us: int, can_offload: bool, edge: EdgeView) -> DeviceState:
         """What the firmware's core hands its policy at device exit ``k`` (eecore.c ``decide``)."""
         left = max(self.budget_us - spent_us, 0)
-        return DeviceState(k, logits, spent_us, self.energy_uj(spent_us), left, 0, can_offload)
+        energy = self.energy_uj(spent_us)
+        return DeviceState(k, logits, spent_us, energy, left, edge.link_bps, can_offload, edge.edge_wait_us)
+
+
+@dataclass
+class EdgeView:
+    """The link and the edge as the edge's RESULTs report them (eecore.c ``observe_edge``)."""
+
+    link_bps: int = 0  # smoothed throughput; 0: none measured yet (the policy's nominal figure)
+    edge_wait_us: int = 0  # the latest expected wait
+
+    def observe(self, link_bps: int, edge_wait_us: int) -> None:
+        """The first throughput sets the estimate, later ones move it by 1/2^LINK_SHIFT; 0 is no measurement."""
+        if link_bps:
+            old = self.link_bps
+            self.link_bps = link_bps if old == 0 else (old * ((1 << LINK_SHIFT) - 1) + link_bps) >> LINK_SHIFT
+        self.edge_wait_us = edge_wait_us
 
 
 class Simulator:
@@ -111,6 +132,7 @@ class Simulator:
         link.reader.max_frame = frame_bytes(max(6 + h * w * c, 258))  # eecore's receive buffer: INFER or ERROR
         self.acknowledged = False
         self.waiting: _Request | None = None  # offloaded, waiting for the edge
+        self.edge = EdgeView()
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set (link errors propagate)."""
@@ -160,8 +182,10 @@ class Simulator:
                 log.warning("the edge refused this model (%s): answering from the device's exits only", message.reason)
         elif isinstance(message, Infer):
             self._infer(rid, message)
-        elif isinstance(message, Result) and waited is not None:
-            self._finish(waited, message)  # the edge's answer, its fallback flag included
+        elif isinstance(message, Result):
+            self.edge.observe(message.link_bps, message.edge_wait_us)  # a late answer measured the link too
+            if waited is not None:
+                self._finish(waited, message)  # the edge's answer, its fallback flag and reports included
         elif isinstance(message, Error) and message.code == ErrorCode.HELLO_REQUIRED:
             if self.waiting is not None:
                 log.info("request %d: a new edge does not know it: answering on the device", self.waiting.request_id)
@@ -197,7 +221,7 @@ class Simulator:
             request.spent_us += self.clock.slice_us[k]
             request.local = Result(int(np.argmax(logits)), self.policy.confidence_q15(k, logits), k + 1, Tier.DEVICE)
             can_offload = self.acknowledged and self.bundle.device_slices < len(self.bundle.slices)
-            if self.policy.decide_device(self.clock.state(k, logits, request.spent_us, can_offload)) == EXIT:
+            if self.policy.decide_device(self.clock.state(k, logits, request.spent_us, can_offload, self.edge)) == EXIT:
                 break
             if request.spent_us >= self.clock.budget_us:
                 fallback = True

@@ -31,7 +31,7 @@ class DeviceState:
     time_spent_us: int = 0
     energy_spent_uj: int = 0
     deadline_left_us: int = 0xFFFFFFFF
-    bandwidth_bps: int = 0  # 0: the policy's nominal figure (the device does not measure its link)
+    bandwidth_bps: int = 0  # the smoothed measured throughput; 0: the policy's nominal figure (none measured yet)
     can_offload: bool = True
     edge_wait_us: int = 0  # the edge's queueing wait (0: unknown or free)
     battery_pace_uj: int = NO_BUDGET  # battery left per request left before recharge (NO_BUDGET: none)

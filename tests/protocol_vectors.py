@@ -16,6 +16,7 @@ from cobs import cobs
 from contracts import protocol as p
 
 VECTORS = Path(__file__).parent / "data" / "protocol" / "vectors.txt"
+V = p.VERSION
 
 
 def canonical(frame: p.Frame) -> str:
@@ -36,7 +37,10 @@ def canonical(frame: p.Frame) -> str:
             f"energy={m.energy_spent_uj} deadline={m.deadline_left_us} crc={zlib.crc32(m.tensor):08x}"
         )
     elif isinstance(m, p.Result):
-        body = f"class={m.label} conf={m.confidence_q15} exit={m.exit} tier={m.tier} fallback={int(m.fallback)}"
+        body = (
+            f"class={m.label} conf={m.confidence_q15} exit={m.exit} tier={m.tier} fallback={int(m.fallback)} "
+            f"bps={m.link_bps} wait={m.edge_wait_us}"
+        )
     elif isinstance(m, p.Error):
         body = f"code={m.code} message={m.message}"
     elif isinstance(m, (p.Ping, p.Pong)):
@@ -59,6 +63,8 @@ def _valid() -> list[tuple[p.Message, int]]:
         (p.Offload(3, (2,), -0.5, 127, 2**32 - 1, 2**32 - 1, 2**32 - 1, b"\x00\x00"), 7),
         (p.Result(9, 32767, 1, p.Tier.DEVICE, False), 8),
         (p.Result(3, 1, 4, p.Tier.CLOUD, True), 9),
+        (p.Result(5, 20000, 3, p.Tier.EDGE, False, 412_345, 7_000), 15),
+        (p.Result(0, 0, 2, p.Tier.EDGE, True, 2**32 - 1, 2**32 - 1), 16),
         (p.Error(p.ErrorCode.MODEL_MISMATCH, "edge runs another model"), 10),
         (p.Error(p.ErrorCode.HELLO_REQUIRED, "send HELLO"), 0),
         (p.Ping(123456), 11),
@@ -88,17 +94,19 @@ def _invalid() -> list[tuple[bytes, p.Drop]]:
     flipped[3] ^= 0x40
     return [
         (bytes(flipped), p.Drop.CRC),
-        (_raw_frame(_packet(2, p.MsgType.PING, 1, b"\x00\x00\x00\x00")), p.Drop.VERSION),
-        (_raw_frame(_packet(1, p.MsgType.PING, 1, b"\x00\x00\x00\x00", length=9)), p.Drop.LENGTH),
-        (_raw_frame(_packet(1, 0x7E, 1, b"")), p.Drop.TYPE),
-        (_raw_frame(_packet(1, p.MsgType.RESULT, 1, struct.pack("<HHBBB", 1, 2, 3, 7, 0))), p.Drop.PAYLOAD),
-        (_raw_frame(_packet(1, p.MsgType.PING, 1, b"\x01\x02\x03\x04\x05")), p.Drop.PAYLOAD),
-        (_raw_frame(_packet(1, p.MsgType.OFFLOAD, 1, b"\x01\x00" + bytes(20))), p.Drop.PAYLOAD),
-        (_raw_frame(_packet(1, p.MsgType.RESULT, 1, struct.pack("<HHBBB", 1, 2, 3, 1, 2))), p.Drop.PAYLOAD),
-        (_raw_frame(_packet(1, p.MsgType.HELLO_ACK, 1, b"\x02\x00")), p.Drop.PAYLOAD),
-        (_raw_frame(_packet(1, p.MsgType.ERROR, 1, b"\x01\x00\x02o\xc3")), p.Drop.PAYLOAD),
-        (_raw_frame(_packet(1, p.MsgType.OFFLOAD, 1, _offload_head(0x7FC00000) + b"\x05")), p.Drop.PAYLOAD),
-        (_raw_frame(_packet(1, p.MsgType.OFFLOAD, 1, _offload_head(0xFF800000) + b"\x05")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(1, p.MsgType.PING, 1, b"\x00\x00\x00\x00")), p.Drop.VERSION),  # a version 1 peer
+        (_raw_frame(_packet(3, p.MsgType.PING, 1, b"\x00\x00\x00\x00")), p.Drop.VERSION),
+        (_raw_frame(_packet(V, p.MsgType.PING, 1, b"\x00\x00\x00\x00", length=9)), p.Drop.LENGTH),
+        (_raw_frame(_packet(V, 0x7E, 1, b"")), p.Drop.TYPE),
+        (_raw_frame(_packet(V, p.MsgType.RESULT, 1, struct.pack("<HHBBBII", 1, 2, 3, 7, 0, 0, 0))), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(V, p.MsgType.PING, 1, b"\x01\x02\x03\x04\x05")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(V, p.MsgType.OFFLOAD, 1, b"\x01\x00" + bytes(20))), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(V, p.MsgType.RESULT, 1, struct.pack("<HHBBBII", 1, 2, 3, 1, 2, 0, 0))), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(V, p.MsgType.HELLO_ACK, 1, b"\x02\x00")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(V, p.MsgType.ERROR, 1, b"\x01\x00\x02o\xc3")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(V, p.MsgType.OFFLOAD, 1, _offload_head(0x7FC00000) + b"\x05")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(V, p.MsgType.OFFLOAD, 1, _offload_head(0xFF800000) + b"\x05")), p.Drop.PAYLOAD),
+        (_raw_frame(_packet(V, p.MsgType.RESULT, 1, struct.pack("<HHBBB", 1, 2, 3, 1, 0))), p.Drop.PAYLOAD),  # v1
         (_raw_frame(b"\x01\x02\x03"), p.Drop.SHORT),
         (b"\x05\x01\x02\x00", p.Drop.COBS),
         (good[:-3] + b"\x00", p.Drop.COBS),

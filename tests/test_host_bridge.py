@@ -12,6 +12,7 @@ import pytest
 
 from contracts.protocol import (
     MAX_FRAME,
+    VERSION,
     ErrorCode,
     FrameReader,
     Hello,
@@ -31,6 +32,7 @@ from host import offline
 from host.bridge import Bridge, Request
 from host.edge import EdgeService
 from host.tier import split_outputs
+from tests.protocol_vectors import _packet, _raw_frame
 from tests.test_host_bundle import tiny_bundle
 
 
@@ -130,6 +132,19 @@ def test_handshake_refuses_another_model_and_says_what_to_do(pty_bridge, bundle,
     (paragraph,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert other.hex() in paragraph and bundle.model_hash in paragraph
     assert "Rebuild the bundle" in paragraph and "reflash the board" in paragraph and "\n" not in paragraph
+
+
+def test_a_device_of_the_former_protocol_version_is_refused_and_told(pty_bridge, caplog):
+    _, device, _ = pty_bridge
+    with caplog.at_level(logging.ERROR, logger="host.bridge"):
+        for rid in (0, 1):  # a version 1 HELLO, twice: ERROR(version) each time, the reason logged once
+            device.write(_raw_frame(_packet(VERSION - 1, MsgType.HELLO, rid, bytes(35))))
+            error = device.expect(MsgType.ERROR)
+            while error.message.code == ErrorCode.HELLO_REQUIRED:  # the bridge's own requests for a HELLO
+                error = device.expect(MsgType.ERROR)
+            assert (error.request_id, error.message.code) == (rid, ErrorCode.VERSION)
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]  # once per connection
+    assert "another protocol version" in line and "converter build" in line
 
 
 def test_nothing_is_served_before_the_devices_hello(pty_bridge, bundle):

@@ -118,6 +118,10 @@ def _exit_code(argv: list[str]) -> int:
         (["demo", "--bundle", "{bundle}", "--samples", "0", "--json", "{tmp}/d.json"], "--samples 0"),
         (["demo", "--bundle", "{bundle}", "--samples", "2", "--faults", "fire", "--json", "{tmp}/d.json"], "fire"),
         (
+            ["demo", "--bundle", "{bundle}", "--samples", "2", "--bandwidth-trace", "{tmp}/none.txt", "--json", "x"],
+            "--bandwidth-trace: ",
+        ),
+        (
             ["demo", "--bundle", "{bundle}", "--samples", "2", "--faults", "drop", "--port", "/dev/x", "--json", "x"],
             "need the simulator",
         ),

@@ -1,9 +1,12 @@
 """Software in the loop: simulator, bridge and cloud as processes over pseudo-terminals, against offline."""
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
+from contracts.protocol import Tier
 from converter.build import BuildOptions
 from converter.build import run as build
 from earlyexit import data
@@ -32,8 +35,9 @@ def test_demo_without_faults_answers_exactly_like_offline(bundle, tmp_path, caps
     summary = json.loads(out.read_text())
     assert set(summary) == {
         "samples", "answered", "duplicates", "accuracy", "offline_accuracy", "decisions_match",
-        "answers_by_tier", "offload_rate", "bytes_sent", "latency_ms", "faults", "differences",
+        "answers_by_tier", "offload_rate", "bytes_sent", "latency_ms", "faults", "differences", "link",
     }  # fmt: skip
+    assert summary["link"]["throttled"] is False
     _exactly_once(summary)
     assert summary["decisions_match"] is True and summary["accuracy"] == summary["offline_accuracy"]
     assert 0 < summary["offload_rate"] < 1 and summary["bytes_sent"] > SAMPLES * 16 * 16 * 3
@@ -74,20 +78,25 @@ def test_demo_with_a_cloud_tier_matches_offline(bundle):
     assert {d.tier for d in reference} == {0, 1, 2}, "every tier answers some samples"
 
 
-def test_demo_with_a_learned_device_policy_matches_offline(bundle, tmp_path):
-    """The simulator decides on the board's clock, so a policy that reads time and energy decides as offline."""
-    out = tmp_path / "tabular"
+@pytest.fixture(scope="module")
+def learned(bundle, tmp_path_factory):
+    """The tiny model with two device slices and a tabular device policy."""
+    work = tmp_path_factory.mktemp("tabular")
     opts = BuildOptions(
         board="nano33",
         model=str(bundle.root.parent / "tiny.pt"),
-        out=out,
-        cache_dir=tmp_path / "cache",
+        out=work / "bundle",
+        cache_dir=work / "cache",
         device_slices=2,
         policy="tabular",
         policy_beta=20.0,  # accuracy worth enough that exit 2 pays for some samples
     )
     build(opts, say=lambda _: None)
-    learned = bundles.load(out)
+    return bundles.load(opts.out)
+
+
+def test_demo_with_a_learned_device_policy_matches_offline(learned):
+    """The simulator decides on the board's clock, so a policy that reads time and energy decides as offline."""
     assert learned.manifest["policy"]["kind"] == "tabular"
     # the deadline the policy was trained for: its time-left feature spans its whole range
     deadline_ms = (learned.device_policy().features.deadline_us + MARGIN_US) / 1e3
@@ -115,3 +124,32 @@ def test_every_request_is_answered_exactly_once_despite(bundle, fault):
     assert summary["differences"]["counts"] == (
         {"fallback": faults["fallback_answers"]} if faults["fallback_answers"] else {}
     )
+
+
+def test_a_bandwidth_drop_the_edge_measures_changes_the_devices_decisions_as_offline(learned, monkeypatch):
+    """A device policy that offloads whenever its mask lets it (the send must fit the deadline at the
+    measured bandwidth), over a link that drops from 40 to 2 kbit/s: the first offloads at 2 kbit/s come too
+    late (fallback), and once the edge's measurements have pulled the estimate down the device stops
+    offloading. A device that ignored the measurements would keep offloading and falling back."""
+    tabular = learned.device_policy()
+    prefer = np.array([2, 1, 3], np.int16)  # STAY, EXIT, OFFLOAD: on to the last device exit, then offload
+    offloader = replace(tabular, table=np.broadcast_to(prefer, tabular.table.shape).copy())
+    monkeypatch.setattr(type(learned), "device_policy", lambda self: offloader)
+    high, low = 6, SAMPLES - 6
+    trace = (40_000.0,) * high + (2_000.0,) * low
+    deadline_ms = 200.0  # the OFFLOAD (about 170 bytes) takes 34 ms at 40 kbit/s, 0.68 s at 2 kbit/s
+    images = data.load("synthetic", "test").x[:SAMPLES]
+    want = offline.evaluate(learned, images, deadline_ms=deadline_ms, bandwidth=trace)
+    assert [d.tier for d in want[:high]] == [Tier.EDGE] * high
+    late, local = want[high : high + 3], want[high + 3 :]  # the estimate falls below the mask's in 3 steps
+    assert all(d.tier == Tier.DEVICE and d.exit == 2 and d.fallback for d in late)
+    assert all(d.tier == Tier.DEVICE and d.exit == 2 and not d.fallback for d in local)
+    ignored = offline.evaluate(learned, images, deadline_ms=deadline_ms)  # what a nominal link would get
+    assert all(d.tier == Tier.EDGE for d in ignored)
+
+    summary = demo.run(learned, demo.DemoOptions(samples=SAMPLES, deadline_ms=deadline_ms, bandwidth=trace))
+    _exactly_once(summary)
+    assert summary["decisions_match"] is True, summary["differences"]
+    link = summary["link"]
+    assert link["throttled"] and link["measured_offloads"] == high
+    assert link["median_relative_error"] < 0.1

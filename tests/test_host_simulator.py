@@ -9,6 +9,7 @@ import pytest
 
 from contracts import boards
 from contracts.protocol import (
+    VERSION,
     Error,
     ErrorCode,
     HelloAck,
@@ -147,9 +148,9 @@ def test_an_edge_error_falls_back_at_once(edge, images):
 
 
 def test_frames_with_an_intact_crc_get_the_firmwares_errors(edge, bundle):
-    edge.write(_raw_frame(_packet(2, MsgType.PING, 41, b"\x00" * 4)))
-    edge.write(_raw_frame(_packet(1, 0x7E, 42, b"")))
-    edge.write(_raw_frame(_packet(1, MsgType.RESULT, 43, b"\x01\x02\x03")))
+    edge.write(_raw_frame(_packet(VERSION - 1, MsgType.PING, 41, b"\x00" * 4)))  # an older peer
+    edge.write(_raw_frame(_packet(VERSION, 0x7E, 42, b"")))
+    edge.write(_raw_frame(_packet(VERSION, MsgType.RESULT, 43, b"\x01\x02\x03")))
     h, w, c = bundle.input_shape
     edge.send(Infer((h, w - 1, c), bytes(h * (w - 1) * c)), 44)  # smaller: fits the receive buffer, malformed
     codes = [edge.expect(MsgType.ERROR) for _ in range(4)]

@@ -75,7 +75,14 @@ messages = st.one_of(
         )
     ),
     st.builds(
-        p.Result, st.integers(0, 65535), st.integers(0, 65535), st.integers(0, 255), st.integers(0, 2), st.booleans()
+        p.Result,
+        st.integers(0, 65535),
+        st.integers(0, 65535),
+        st.integers(0, 255),
+        st.integers(0, 2),
+        st.booleans(),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 2**32 - 1),
     ),
     st.builds(p.Error, st.integers(0, 65535), st.text("abc ", max_size=40)),
     st.builds(p.Ping, st.integers(0, 2**32 - 1)),

@@ -79,9 +79,10 @@ static void canonical(const eep_msg *m, char *out, size_t cap) {
       append(out, cap, &len, part);
       break;
     case EEP_RESULT:
-      snprintf(part, sizeof part, "class=%u conf=%u exit=%u tier=%u fallback=%u", (unsigned)m->u.result.label,
-               (unsigned)m->u.result.confidence_q15, (unsigned)m->u.result.exit, (unsigned)m->u.result.tier,
-               (unsigned)m->u.result.fallback);
+      snprintf(part, sizeof part, "class=%u conf=%u exit=%u tier=%u fallback=%u bps=%lu wait=%lu",
+               (unsigned)m->u.result.label, (unsigned)m->u.result.confidence_q15, (unsigned)m->u.result.exit,
+               (unsigned)m->u.result.tier, (unsigned)m->u.result.fallback, (unsigned long)m->u.result.link_bps,
+               (unsigned long)m->u.result.edge_wait_us);
       append(out, cap, &len, part);
       break;
     case EEP_ERROR:

@@ -208,6 +208,8 @@ static eep_msg result(uint16_t id, uint16_t label, uint16_t conf, uint8_t exit, 
   m.u.result.exit = exit;
   m.u.result.tier = tier;
   m.u.result.fallback = 0;
+  m.u.result.link_bps = 0;
+  m.u.result.edge_wait_us = 0;
   return m;
 }
 
@@ -414,6 +416,27 @@ static void test_an_edge_fallback_answer_keeps_its_flag(void) {
   CHECK(ctx.stats.fallbacks == 1 && bad_sends == 0);
 }
 
+static void test_edge_results_smooth_the_link_estimate_and_report_the_wait(void) {
+  eep_msg m = result(17, 3, 30000, 3, 1), late = result(16, 3, 30000, 3, 1);
+  offload_request(17);
+  CHECK(ctx.link_bps == 0 && ctx.edge_wait_us == 0);
+  m.u.result.link_bps = 1000000u;
+  m.u.result.edge_wait_us = 4000u;
+  CHECK(deliver(&m) == EEC_OK);
+  CHECK(n_sent == 4 && sent[3].msg.u.result.link_bps == 1000000u && sent[3].msg.u.result.edge_wait_us == 4000u);
+  CHECK(ctx.link_bps == 1000000u && ctx.edge_wait_us == 4000u); /* the first measurement sets it */
+  late.u.result.link_bps = 200001u;                             /* a late RESULT still measured the link */
+  CHECK(deliver(&late) == EEC_OK);
+  CHECK(ctx.stats.late == 1 && ctx.link_bps == 600000u && ctx.edge_wait_us == 0); /* (1e6 + 200001) >> 1 */
+  late.u.result.link_bps = 0;                                                     /* not measured: kept */
+  late.u.result.edge_wait_us = 7u;
+  CHECK(deliver(&late) == EEC_OK);
+  CHECK(ctx.link_bps == 600000u && ctx.edge_wait_us == 7u);
+  late.u.result.link_bps = UINT32_MAX; /* no overflow in the sum */
+  CHECK(deliver(&late) == EEC_OK);
+  CHECK(ctx.link_bps == (uint32_t)((600000ull + UINT32_MAX) >> 1) && bad_sends == 0);
+}
+
 static eep_msg hello_required(uint16_t id) {
   eep_msg m;
   m.type = EEP_ERROR;
@@ -557,15 +580,15 @@ static void test_bad_frames_with_intact_headers_get_errors(void) {
   n = eep_encode_frame(0x42, 61, payload, 0, frame, sizeof frame); /* unknown type */
   CHECK(n > 0 && eec_feed(&ctx, frame, (size_t)n) == EEC_OK);
   CHECK(n_sent == 3 && is_error(2, 61, ERR_UNKNOWN_TYPE));
-  n = eep_encode_frame(EEP_RESULT, 62, payload, 3, frame, sizeof frame); /* RESULT needs 7 bytes */
+  n = eep_encode_frame(EEP_RESULT, 62, payload, 3, frame, sizeof frame); /* RESULT needs 15 bytes */
   CHECK(n > 0 && eec_feed(&ctx, frame, (size_t)n) == EEC_OK);
   CHECK(n_sent == 4 && is_error(3, 62, ERR_MALFORMED));
   CHECK(ctx.stats.dropped == 2 && ctx.stats.frames == 1 && bad_sends == 0);
 }
 
 static void test_another_protocol_version_gets_error_version(void) {
-  /* version 2, PING, id 70, length 4, payload, CRC: built by hand since eeproto only writes version 1 */
-  uint8_t packet[14] = {2, EEP_PING, 70, 0, 4, 0, 1, 2, 3, 4};
+  /* version 1 (an old peer), PING, id 70, length 4, payload, CRC: by hand since eeproto writes version 2 */
+  uint8_t packet[14] = {1, EEP_PING, 70, 0, 4, 0, 1, 2, 3, 4};
   uint8_t frame[20];
   uint32_t crc = eep_crc32(0, packet, 10);
   size_t i, o = 1, code_at = 0;
@@ -660,6 +683,7 @@ static void test_init_rejects_bad_arguments(void) {
   X(test_infer_while_busy_is_refused_and_the_request_in_progress_still_answered_once) \
   X(test_an_edge_error_for_the_request_falls_back_at_once)                            \
   X(test_an_edge_fallback_answer_keeps_its_flag)                                      \
+  X(test_edge_results_smooth_the_link_estimate_and_report_the_wait)                   \
   X(test_hello_required_while_idle_sends_hello_and_stops_offloading_until_acked)      \
   X(test_hello_required_during_an_offload_falls_back_at_once_then_sends_hello)        \
   X(test_garbage_bad_crc_and_oversize_frames_are_dropped_and_counted)                 \

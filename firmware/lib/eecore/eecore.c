@@ -47,7 +47,7 @@ static void send_hello(eec_ctx *ctx) {
 
 /* TELEMETRY, then the request's one final RESULT. */
 static void finish(eec_ctx *ctx, uint16_t label, uint16_t confidence_q15, uint8_t exit_number, uint8_t tier,
-                   uint8_t fallback) {
+                   uint8_t fallback, uint32_t link_bps, uint32_t edge_wait_us) {
   eep_msg m;
   m.type = EEP_TELEMETRY;
   m.request_id = ctx->request;
@@ -60,6 +60,8 @@ static void finish(eec_ctx *ctx, uint16_t label, uint16_t confidence_q15, uint8_
   m.u.result.exit = exit_number;
   m.u.result.tier = tier;
   m.u.result.fallback = fallback;
+  m.u.result.link_bps = link_bps;
+  m.u.result.edge_wait_us = edge_wait_us;
   send_msg(ctx, &m);
   ctx->waiting = 0;
   if (fallback) {
@@ -76,7 +78,7 @@ static void answer_locally(eec_ctx *ctx, uint8_t fallback) {
     }
   }
   finish(ctx, (uint16_t)top, ee_policy_confidence_q15(k, ctx->logits, EE_NUM_CLASSES), (uint8_t)ctx->exits, TIER_DEVICE,
-         fallback);
+         fallback, 0, 0);
 }
 
 /* OFFLOAD slice k's trunk and start waiting; ERROR internal if its shape is wrong. */
@@ -110,7 +112,7 @@ static eec_status offload(eec_ctx *ctx, int k, const eec_slice_out *out) {
   return EEC_OK;
 }
 
-/* The policy's decision at device exit k; the device does not measure its link: nominal bandwidth. */
+/* The policy's decision at device exit k, with the link and the edge as the edge's RESULTs reported them. */
 static int decide(const eec_ctx *ctx, int k) {
   ee_policy_state s;
   uint32_t spent = elapsed_us(ctx), budget = budget_us(ctx);
@@ -120,8 +122,8 @@ static int decide(const eec_ctx *ctx, int k) {
   s.time_spent_us = spent;
   s.energy_spent_uj = (uint32_t)((uint64_t)spent * ctx->cfg.active_power_uw / 1000000u);
   s.deadline_left_us = budget > spent ? budget - spent : 0;
-  s.bandwidth_bps = 0;
-  s.edge_wait_us = 0;               /* not reported by the edge yet (issue 15, item 3) */
+  s.bandwidth_bps = ctx->link_bps; /* 0 until the edge measured an OFFLOAD: the policy's nominal figure */
+  s.edge_wait_us = ctx->edge_wait_us;
   s.battery_pace_uj = UINT32_MAX;   /* no battery budget */
   s.can_offload = (uint8_t)(ctx->acknowledged && EE_DEVICE_SLICES < EE_NUM_SLICES);
   return ee_policy_decide(&s);
@@ -197,6 +199,20 @@ void eec_poll(eec_ctx *ctx) {
   }
 }
 
+/*
+ * What a RESULT from the edge says about the link and the edge (late ones too: the measurement holds):
+ * the first throughput sets the estimate, later ones move it by 1/2^EEC_LINK_SHIFT of the difference
+ * (an integer EWMA, rounding down); 0 means not measured and changes nothing. The wait is the latest.
+ */
+static void observe_edge(eec_ctx *ctx, uint32_t link_bps, uint32_t edge_wait_us) {
+  uint64_t est = ctx->link_bps;
+  if (link_bps != 0) {
+    est = est == 0 ? link_bps : (est * ((1u << EEC_LINK_SHIFT) - 1u) + link_bps) >> EEC_LINK_SHIFT;
+    ctx->link_bps = (uint32_t)est;
+  }
+  ctx->edge_wait_us = edge_wait_us;
+}
+
 static eec_status handle(eec_ctx *ctx, const eep_msg *m) {
   eep_msg reply;
   switch (m->type) {
@@ -215,10 +231,11 @@ static eec_status handle(eec_ctx *ctx, const eep_msg *m) {
     case EEP_INFER:
       return eec_infer(ctx, m->request_id, m->u.infer.h, m->u.infer.w, m->u.infer.c, m->u.infer.pixels);
     case EEP_RESULT:
+      observe_edge(ctx, m->u.result.link_bps, m->u.result.edge_wait_us);
       if (ctx->waiting && m->request_id == ctx->request) {
-        /* The edge's answer as it is, its fallback flag included (it answered from its own exit). */
+        /* The edge's answer as it is, its fallback flag and reports included (it answered from its own exit). */
         finish(ctx, m->u.result.label, m->u.result.confidence_q15, m->u.result.exit, m->u.result.tier,
-               m->u.result.fallback);
+               m->u.result.fallback, m->u.result.link_bps, m->u.result.edge_wait_us);
       } else {
         ctx->stats.late++;
       }

@@ -41,6 +41,9 @@ extern "C" {
 #define EEC_DEFAULT_DEADLINE_US 500000u
 #define EEC_DEFAULT_MARGIN_US 5000u
 
+/** Smoothing of the measured throughput: est += (measured - est) / 2^EEC_LINK_SHIFT (docs/protocol.md). */
+#define EEC_LINK_SHIFT 1u
+
 #define EEC_MAX2(a, b) ((a) > (b) ? (a) : (b))
 /** Bytes of one int8 input image. */
 #define EEC_INPUT_BYTES ((size_t)EE_INPUT_H * EE_INPUT_W * EE_INPUT_C)
@@ -118,6 +121,8 @@ typedef struct {
   uint16_t request;                        /**< id of the request in progress */
   uint32_t started_us;                     /**< when its INFER arrived */
   uint8_t exits;                           /**< exits computed for it so far (telemetry entries) */
+  uint32_t link_bps;     /**< smoothed link throughput from the edge's RESULTs (EEC_LINK_SHIFT); 0: none yet */
+  uint32_t edge_wait_us; /**< the edge's expected wait from its last RESULT; 0: free or unknown */
   int8_t logits[EE_NUM_CLASSES];           /**< the deepest computed exit's logits */
   uint8_t telemetry[5 * EE_DEVICE_SLICES]; /**< per slice run: slice u8 (from 1), micros u32 */
   uint8_t rx[EEP_FRAME_BYTES(EEC_RX_PAYLOAD_BYTES)];
@@ -134,7 +139,8 @@ eec_status eec_init(eec_ctx *ctx, const eec_io *io, const eec_config *cfg);
 
 /**
  * Push received bytes (one or many) and handle every frame they complete: PING, HELLO_ACK,
- * INFER (which runs the device slices before returning), RESULT and ERROR from the edge.
+ * INFER (which runs the device slices before returning), RESULT and ERROR from the edge. Every RESULT
+ * from a tier above (late ones too) updates the link estimate and the edge's wait that the policy sees.
  * @return EEC_OK, or the first EEC_ERR_SHAPE / EEC_ERR_SLICE of a request these bytes carried.
  */
 eec_status eec_feed(eec_ctx *ctx, const uint8_t *data, size_t len);

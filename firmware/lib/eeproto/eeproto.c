@@ -125,6 +125,8 @@ int32_t eep_pack_payload(const eep_msg *m, uint8_t *out, size_t cap) {
       w_u8(&w, m->u.result.exit);
       w_u8(&w, m->u.result.tier);
       w_u8(&w, m->u.result.fallback ? 1u : 0u);
+      w_u32(&w, m->u.result.link_bps);
+      w_u32(&w, m->u.result.edge_wait_us);
       break;
     case EEP_ERROR:
       w_u16(&w, m->u.error.code);
@@ -248,6 +250,8 @@ eep_status eep_unpack_payload(uint8_t type, const uint8_t *payload, size_t len, 
       m->u.result.exit = r_u8(&r);
       m->u.result.tier = r_u8(&r);
       m->u.result.fallback = r_u8(&r);
+      m->u.result.link_bps = r_u32(&r);
+      m->u.result.edge_wait_us = r_u32(&r);
       if (m->u.result.tier > 2 || m->u.result.fallback > 1) { /* flags: bit 0 only, the rest reserved */
         return EEP_ERR_PAYLOAD;
       }

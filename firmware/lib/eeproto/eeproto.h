@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define EEP_VERSION 1u
+#define EEP_VERSION 2u /* 2: RESULT carries link_bps and edge_wait_us */
 #define EEP_HEADER_BYTES 6u
 #define EEP_CRC_BYTES 4u
 #define EEP_MAX_PAYLOAD 16384u
@@ -75,7 +75,12 @@ typedef struct {
       const int8_t *tensor;
       uint32_t tensor_bytes;
     } offload;
-    struct { uint16_t label, confidence_q15; uint8_t exit, tier, fallback; } result;
+    struct {
+      uint16_t label, confidence_q15;
+      uint8_t exit, tier, fallback;
+      uint32_t link_bps;     /**< the OFFLOAD's throughput as its receiver timed it (0: not measured) */
+      uint32_t edge_wait_us; /**< the answering tier's expected wait for the next offload (0: free or unknown) */
+    } result;
     struct { uint16_t code; eep_str message; } error;
     struct { uint32_t timestamp_us; } ping; /**< PING and PONG */
     struct { uint8_t count; const uint8_t *entries; } telemetry; /**< count x (slice u8, micros u32) */
