@@ -1,9 +1,9 @@
 """Architecture description of an early-exit network: plain data, JSON round-trippable.
 
 A network is a stack of *blocks*: plain ones (conv-bn-relu layers, optionally followed by
-2x2 max-pooling) and residual ones (ResNet's basic block). Exits sit after chosen blocks; the last block always carries the final
-exit. The blocks between two exits form a *stage*: stage k ends at exit k, and the
-converter turns stage k + exit head k into slice k.
+2x2 max-pooling) and residual ones (ResNet's basic block). Exits sit after chosen blocks;
+the last block always carries the final exit. The blocks between two exits form a
+*stage*: stage k ends at exit k, and the converter turns stage k + exit head k into slice k.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ def R(channels: int, stride: int = 1) -> BlockSpec:
     return BlockSpec((channels, channels), pool=False, residual=True, stride=stride)
 
 
-
 @dataclass(frozen=True)
 class ArchSpec:
     """An architecture without its input and class count, plus the input it was made for."""
