@@ -26,6 +26,13 @@ def test_training_learns_and_is_deterministic(tiny_arch, tmp_path):
     assert a.training["epochs_done"] == 4
 
 
+def test_same_seed_gives_the_same_checkpoint_bytes(tiny_arch, tmp_path):
+    _run(tiny_arch, tmp_path / "a.pt", 2)
+    _run(tiny_arch, tmp_path / "b.pt", 2)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert "seconds" in (tmp_path / "a.metrics.csv").read_text().splitlines()[0]  # wall time lives in the log
+
+
 def test_resume_continues_exactly(tiny_arch, tmp_path, monkeypatch):
     straight = _run(tiny_arch, tmp_path / "s.pt", 3)
     saves = []
