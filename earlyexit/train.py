@@ -133,6 +133,7 @@ def train(
     and data give the same bytes.
     """
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     weights = cfg.exit_weights or (1.0,) * net.arch.num_exits
