@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import flatbuffers
+import numpy as np
 from tflite_micro.python.tflite_micro import runtime
 
 _fb = runtime.schema_fb
@@ -86,3 +87,35 @@ def fully_connected_weight_scales(data: bytes) -> list[int]:
         == "FULLY_CONNECTED"
     ]
     return [len(sg.tensors[op.inputs[1]].quantization.scale) for op in fc]
+
+
+def without_output_transposes(data: bytes) -> bytes:
+    """The model without NHWC -> NCHW TRANSPOSE ops that only feed a graph output.
+
+    onnx2tf hands some 4-d outputs (a residual add's) back in ONNX's NCHW layout; the slice
+    hand-off and the firmware expect NHWC, and TFLM's op resolver has no TRANSPOSE. The
+    output becomes the transpose's input: same values and quantization, NHWC order.
+    """
+    model = _model(data)
+    sg = model.subgraphs[0]
+    consumed = {i for op in sg.operators for i in op.inputs}
+    keep, swaps = [], {}
+    for op in sg.operators:
+        code = runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
+        out = op.outputs[0] if len(op.outputs) == 1 else -1
+        if _OP_NAMES.get(code) == "TRANSPOSE" and out in list(sg.outputs) and out not in consumed:
+            perm = model.buffers[sg.tensors[op.inputs[1]].buffer].data
+            if perm is not None and np.frombuffer(bytes(perm), dtype="<i4").tolist() == [0, 3, 1, 2]:
+                swaps[out] = op.inputs[0]
+                continue
+        keep.append(op)
+    if not swaps:
+        return data
+    sg.operators = keep
+    sg.outputs = [swaps.get(int(i), int(i)) for i in sg.outputs]
+    for sig in model.signatureDefs or []:
+        for t in sig.outputs:
+            t.tensorIndex = swaps.get(t.tensorIndex, t.tensorIndex)
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -73,7 +73,7 @@ def convert(
             module = Slice(net, k)
             onnx_path = Path(tmp) / f"slice{k + 1}.onnx"
             export_onnx(module, tuple(x.shape[1:]), onnx_path)
-            data = onnx_to_int8(onnx_path, x.permute(0, 2, 3, 1).numpy(), cache_dir)
+            data = flatbuf.without_output_transposes(onnx_to_int8(onnx_path, x.permute(0, 2, 3, 1).numpy(), cache_dir))
             ops = _check_ops(data, name)
             logits, trunk = _split_outputs(data, net.arch.num_classes, module.last, name)
             if out:

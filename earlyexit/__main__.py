@@ -50,10 +50,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         f"preset {cfg.preset}, {cfg.epochs} epochs, {torch.get_num_threads()} threads"
     )
     t0 = time.perf_counter()
-    ckpt = train(net, train_ds, val_ds, cfg, args.out, tensorboard=args.tensorboard, progress=not args.quiet)
+    train(net, train_ds, val_ds, cfg, args.out, tensorboard=args.tensorboard, progress=not args.quiet)
+    rows = json.loads(Path(args.out).with_suffix(".metrics.json").read_text())
     print(
-        f"wrote {args.out} ({time.perf_counter() - t0:.0f} s this run, "
-        f"{ckpt.training.get('train_seconds', 0):.0f} s of training in all)"
+        f"wrote {args.out} ({time.perf_counter() - t0:.0f} s this run, {rows[-1]['seconds']:.0f} s of training in all)"
     )
 
 

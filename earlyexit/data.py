@@ -8,6 +8,9 @@
   where Debian's ``dataset-fashion-mnist`` package installs them.
 - ``fashion-mnist-samples``: 1,000 Fashion-MNIST test images bundled with this package,
   so that calibration and demos work offline (split ``test`` only).
+- ``mlperf-perf``: the 200 lossless CIFAR-10 test images of the MLPerf Tiny image
+  classification benchmark (``ic01_perf_samples/``: one 3,072-byte raw HWC RGB ``.bin`` per
+  image, ``labels.csv`` rows ``file,10,label``; split ``test`` only).
 - ``synthetic``: small generated images whose class is learnable, for fast tests.
 
 Splits: ``train`` (the training set minus a fixed validation hold-out), ``val`` (that
@@ -40,8 +43,9 @@ FMNIST_CLASSES = (
 )
 FMNIST_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 CIFAR10_DEFAULT_DIR = Path("data/cifar10")
+MLPERF_DEFAULT_DIR = Path("data/mlperf-tiny")
 SAMPLES_FILE = Path(__file__).parent / "samples" / "fashion-mnist-test-1000.npz"
-DATASETS = ("cifar10", "fashion-mnist", "fashion-mnist-samples", "synthetic")
+DATASETS = ("cifar10", "fashion-mnist", "fashion-mnist-samples", "mlperf-perf", "synthetic")
 SPLITS = ("train", "val", "test")
 DEFAULT_VAL_SIZE = 5000
 _SPLIT_SEED = 20261127
@@ -76,6 +80,11 @@ def load(name: str, split: str, data_dir: str | Path | None = None, val_size: in
             raise DataError("fashion-mnist-samples holds test images only: pass --split test")
         x, y = _read_npz(SAMPLES_FILE)
         return Dataset(name, split, x, y, FMNIST_CLASSES)
+    if name == "mlperf-perf":
+        if split != "test":
+            raise DataError("mlperf-perf holds test images only: pass --split test")
+        x, y = _mlperf_perf(_resolve_dir(name, data_dir))
+        return Dataset(name, split, x, y, CIFAR10_CLASSES)
     if name == "synthetic":
         x, y = synthetic(split)
         classes = tuple(str(c) for c in range(int(y.max()) + 1))
@@ -96,7 +105,7 @@ def _holdout(x: np.ndarray, y: np.ndarray, split: str, val_size: int) -> tuple[n
 
 
 def _resolve_dir(name: str, data_dir: str | Path | None) -> Path:
-    default = CIFAR10_DEFAULT_DIR if name == "cifar10" else FMNIST_DEFAULT_DIR
+    default = {"cifar10": CIFAR10_DEFAULT_DIR, "mlperf-perf": MLPERF_DEFAULT_DIR}.get(name, FMNIST_DEFAULT_DIR)
     path = Path(data_dir) if data_dir is not None else default
     if not path.exists():
         raise DataError(f"{name}: no data at {path}. {_how_to_get(name)}")
@@ -110,6 +119,11 @@ def _how_to_get(name: str) -> str:
             "(the archive or its extracted cifar-10-batches-py folder both work), or use npz files "
             "cifar10_train.npz/cifar10_test.npz with arrays x (N,32,32,3) uint8 and y; "
             f"put them in {CIFAR10_DEFAULT_DIR} or pass --data-dir DIR."
+        )
+    if name == "mlperf-perf":
+        return (
+            "Copy the ic01_perf_samples/ folder (200 .bin files and labels.csv) of the MLPerf Tiny "
+            "benchmark's image classification data, and pass its folder or the folder above it as --data-dir DIR."
         )
     return (
         "Install Debian's package (apt-get install dataset-fashion-mnist, files land in "
@@ -187,6 +201,33 @@ def _cifar10(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{where}: not a CIFAR-10 python batch ({type(err).__name__}: {err})") from None
         ys.append(labels)
     return _check_cifar(np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys), str(folder))
+
+
+def _mlperf_perf(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The perf samples in ``labels.csv`` order; ``root`` is ``ic01_perf_samples/`` or its parent."""
+    folder = root / "ic01_perf_samples" if (root / "ic01_perf_samples").is_dir() else root
+    labels = folder / "labels.csv"
+    if not labels.is_file():
+        raise DataError(f"mlperf-perf: no labels.csv in {folder}. {_how_to_get('mlperf-perf')}")
+    xs, ys = [], []
+    for line_no, line in enumerate(labels.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 3 or not fields[2].isdigit() or not 0 <= int(fields[2]) <= 9:
+            raise DataError(f"{labels}:{line_no}: expected 'file,10,label' with label 0..9, got {line!r}")
+        path = folder / fields[0]
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise DataError(f"{labels}:{line_no}: cannot read {path} ({err.strerror}); copy the sample again") from None
+        if len(raw) != 32 * 32 * 3:
+            raise DataError(f"{path}: {len(raw)} bytes, expected 3,072 (32x32x3 raw RGB); copy the sample again")
+        xs.append(np.frombuffer(raw, dtype=np.uint8).reshape(32, 32, 3))
+        ys.append(int(fields[2]))
+    if not ys:
+        raise DataError(f"{labels}: lists no samples")
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
 
 def _tar_members(archive: Path, names: list[str]) -> list[tuple[str, bytes]]:

@@ -16,7 +16,28 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     ]
 
 
-def _block(cin: int, spec: BlockSpec) -> nn.Sequential:
+class ResidualBlock(nn.Module):
+    """ResNet's basic block: two 3x3 conv-bn (ReLU between), shortcut, add, ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn_relu(cin, cout, stride), nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+        )
+        self.shortcut = (
+            nn.Identity()
+            if cin == cout and stride == 1
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+def _block(cin: int, spec: BlockSpec) -> nn.Module:
+    if spec.residual:
+        return ResidualBlock(cin, spec.channels[-1], spec.stride)
     layers: list[nn.Module] = []
     for cout in spec.channels:
         layers += _conv_bn_relu(cin, cout)

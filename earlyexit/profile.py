@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from earlyexit.model import EarlyExitNet
+from earlyexit.model import EarlyExitNet, ResidualBlock
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,11 @@ def _leaf_cost(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> tuple
 def _measure(module: nn.Module, x: torch.Tensor, keep_alive: int = 0) -> tuple[Cost, torch.Tensor]:
     """Run ``module`` on ``x`` (batch 1) and add up its leaves' costs.
 
-    ``keep_alive`` bytes stay resident the whole time (the trunk activation while a head runs).
+    ``keep_alive`` bytes stay resident the whole time (the trunk activation while a head runs);
+    a residual block's input stays resident until its add.
     """
-    macs = weights = 0
+    macs = weights = held = 0
+    held_input: torch.Tensor | None = None
     peak = keep_alive + x[0].numel()
 
     def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -68,9 +70,24 @@ def _measure(module: nn.Module, x: torch.Tensor, keep_alive: int = 0) -> tuple[C
         macs += m
         weights += w
         if isinstance(mod, (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AdaptiveAvgPool2d)):
-            peak = max(peak, keep_alive + args[0][0].numel() + out[0].numel())
+            waiting = held if args[0] is not held_input else 0  # a residual input waiting for its add
+            peak = max(peak, keep_alive + waiting + args[0][0].numel() + out[0].numel())
+
+    def hold(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        nonlocal held, held_input
+        held, held_input = args[0][0].numel(), args[0]
+
+    def release(mod: ResidualBlock, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal held, held_input, peak
+        # the add reads the body's output and the shortcut's (the input itself, or a 1x1 conv of it)
+        branches = out[0].numel() * (1 if isinstance(mod.shortcut, nn.Identity) else 2)
+        peak = max(peak, keep_alive + held + branches)
+        held, held_input = 0, None
 
     handles = [m.register_forward_hook(hook) for m in module.modules() if not list(m.children())]
+    for m in module.modules():
+        if isinstance(m, ResidualBlock):
+            handles += [m.register_forward_pre_hook(hold), m.register_forward_hook(release)]
     try:
         with torch.no_grad():
             y = module(x)

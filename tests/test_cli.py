@@ -7,6 +7,7 @@ import pytest
 
 from earlyexit import checkpoint, traces
 from earlyexit.__main__ import main
+from tests.conftest import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,13 @@ def test_profile_numbers_blocks_and_exits_from_one(capsys):
     numbered = [int(line.split()[0]) for line in blocks.splitlines()[2:]]
     after = [int(line.split()[1]) for line in exits.splitlines()[1:]]
     assert numbered == [1, 2, 3] and after == [1, 2, 3]  # mcu-fmnist: an exit after every block
+
+
+def test_eval_bundled_cifar10_on_the_mlperf_perf_samples(tmp_path, capsys):
+    root = shared_path("mlperf-tiny")
+    out = tmp_path / "perf.json"
+    argv = ["eval", "--model", "cifar10", "--dataset", "mlperf-perf", "--data-dir", str(root), "--quiet"]
+    assert main([*argv, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["dataset"] == "mlperf-perf" and result["samples"] == 200
+    assert [round(100 * e["accuracy"], 1) for e in result["exits"]] == [65.5, 81.0, 84.0, 84.5]

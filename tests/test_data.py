@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from earlyexit import data
+from tests.conftest import shared_path
 
 
 def _cifar_batch(n, seed):
@@ -154,3 +155,33 @@ def test_unknown_names():
         data.load("imagenet", "test")
     with pytest.raises(data.DataError, match="choose one of"):
         data.load("synthetic", "holdout")
+
+
+def test_mlperf_perf_samples_are_the_200_lossless_images():
+    root = shared_path("mlperf-tiny")
+    ds = data.load("mlperf-perf", "test", root)
+    assert ds.x.shape == (200, 32, 32, 3) and ds.x.dtype == np.uint8
+    assert ds.classes == data.CIFAR10_CLASSES and set(ds.y.tolist()) == set(range(10))
+    first = (root / "ic01_perf_samples" / "labels.csv").read_text().splitlines()[0].split(",")
+    raw = (root / "ic01_perf_samples" / first[0]).read_bytes()
+    assert ds.x[0].tobytes() == raw and ds.y[0] == int(first[2])
+
+
+def test_mlperf_perf_errors_name_the_file_and_line(tmp_path):
+    (tmp_path / "a.bin").write_bytes(bytes(3072))
+    (tmp_path / "b.bin").write_bytes(bytes(100))
+    (tmp_path / "labels.csv").write_text("a.bin,10,3\n")
+    assert data.load("mlperf-perf", "test", tmp_path).y.tolist() == [3]
+    (tmp_path / "labels.csv").write_text("a.bin,10,3\na.bin,10,12\n")
+    with pytest.raises(data.DataError, match=r"labels.csv:2: expected 'file,10,label'"):
+        data.load("mlperf-perf", "test", tmp_path)
+    (tmp_path / "labels.csv").write_text("b.bin,10,1\n")
+    with pytest.raises(data.DataError, match="b.bin: 100 bytes, expected 3,072"):
+        data.load("mlperf-perf", "test", tmp_path)
+    (tmp_path / "labels.csv").write_text("c.bin,10,1\n")
+    with pytest.raises(data.DataError, match="labels.csv:1: cannot read"):
+        data.load("mlperf-perf", "test", tmp_path)
+    with pytest.raises(data.DataError, match="test images only"):
+        data.load("mlperf-perf", "train", tmp_path)
+    with pytest.raises(data.DataError, match="no labels.csv"):
+        data.load("mlperf-perf", "test", tmp_path / "a.bin")

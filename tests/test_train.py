@@ -26,6 +26,14 @@ def test_training_learns_and_is_deterministic(tiny_arch, tmp_path):
     assert a.training["epochs_done"] == 4
 
 
+def test_same_seed_gives_the_same_checkpoint_bytes(tiny_arch, tmp_path):
+    """Bytes, not only weights: torch's archive names its records after the file, so both are m.pt."""
+    _run(tiny_arch, tmp_path / "a" / "m.pt", 2)
+    _run(tiny_arch, tmp_path / "b" / "m.pt", 2)
+    assert (tmp_path / "a" / "m.pt").read_bytes() == (tmp_path / "b" / "m.pt").read_bytes()
+    assert "seconds" in (tmp_path / "a" / "m.metrics.csv").read_text().splitlines()[0]  # wall time lives in the log
+
+
 def test_resume_continues_exactly(tiny_arch, tmp_path, monkeypatch):
     straight = _run(tiny_arch, tmp_path / "s.pt", 3)
     saves = []
