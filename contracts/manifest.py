@@ -16,6 +16,7 @@ from typing import Any
 
 VERSION = 1
 NAME = "manifest.json"
+BOARD_COPY = "board.toml"  # the device's profile as built with, guarded by the manifest's board_profile_sha256
 REBUILD = "rebuild it with `python -m converter build --board BOARD --out DIR`"
 FIELD_DEPTH = 4  # slices[0].input.scale: deeper values are hashed with their parent
 FIELD_HASH_HEX = 12  # per-field hashes only locate an edit; the full sha256 detects it
@@ -116,3 +117,15 @@ def _integrity_problem(manifest: dict) -> str | None:
 def _names(paths: list[str]) -> str:
     named = ", ".join(paths[:_NAMED])
     return named if len(paths) <= _NAMED else f"{named} and {len(paths) - _NAMED} more"
+
+
+def board_profile(root: str | Path, manifest: dict) -> str:
+    """The device profile a bundle was built for, as ``boards.load`` takes it: the bundle's checked copy
+    (``board.toml``, also a user's own profile), else the shipped profile's name (bundles from before the copy)."""
+    copy = Path(root) / BOARD_COPY
+    if not copy.is_file():
+        return manifest["board"]
+    expected = manifest.get("board_profile_sha256")
+    if expected and hashlib.sha256(copy.read_bytes()).hexdigest() != expected:
+        raise ManifestError(f"{copy} does not match its sha256 in manifest.json: the bundle is stale; {REBUILD}")
+    return str(copy)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import boards
-from contracts.manifest import VERSION, write_manifest
+from contracts.manifest import BOARD_COPY, VERSION, write_manifest
 from contracts.placement import Fit, PlacementError, SliceNeeds, empty_device, over_deadline, place, shared_arena_bytes
 from converter import codegen, native, report, verify
 from converter.errors import ConvertError
@@ -280,7 +280,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
         },
         "slices": entries,
     }
-    (out / "board.toml").write_text(board.path.read_text())  # the host's device clock, whatever --board named
+    (out / BOARD_COPY).write_text(board.path.read_text())  # the host's device clock, whatever --board named
     manifest = write_manifest(out, manifest)
     report.write(out, manifest)
     return manifest

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import boards
-from contracts.manifest import NAME, REBUILD, ManifestError, read_manifest
+from contracts.manifest import NAME, REBUILD, ManifestError, board_profile, read_manifest
 from contracts.protocol import Tier
 from converter import verify
 from converter.flatbuf import TensorInfo
@@ -58,12 +58,10 @@ class Bundle:
 
     def board_profile(self) -> boards.Board:
         """The device's profile: the converter's copy in the bundle (``board.toml``), else ``boards/<board>.toml``."""
-        copy = self.root / "board.toml"
-        expected = self.manifest.get("board_profile_sha256")
-        if copy.is_file() and expected and hashlib.sha256(copy.read_bytes()).hexdigest() != expected:
-            raise BundleError(f"{copy} does not match its sha256 in manifest.json: the bundle is stale; {REBUILD}")
         try:
-            return boards.load_file(copy) if copy.is_file() else boards.load(self.board)
+            return boards.load(board_profile(self.root, self.manifest))
+        except ManifestError as err:
+            raise BundleError(str(err)) from None
         except boards.BoardError as err:
             raise BundleError(f"{err}; {REBUILD}") from None
 

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from contracts import boards
-from contracts.manifest import read_manifest
+from contracts.manifest import board_profile, read_manifest
 from contracts.placement import SliceNeeds, place
 from contracts.protocol import RESULT_FRAME_BYTES, Offload
 from earlyexit.checkpoint import Checkpoint
@@ -104,8 +104,7 @@ def from_manifest(path: Path, with_cloud: bool = False) -> CostModel:
     manifest = read_manifest(path)
     slices = manifest["slices"]
     trunk = tuple(math.prod(s["outputs"]["trunk"]["shape"]) if "trunk" in s["outputs"] else 0 for s in slices)
-    copy = Path(path).parent / "board.toml"  # the profile it was built for, also a user's own
-    board = str(copy) if copy.is_file() else manifest["board"]
+    board = board_profile(Path(path).parent, manifest)  # the profile it was built for, also a user's own
     macs = [s["macs"] for s in slices]
     return from_slices(macs, trunk, manifest["device_slices"], board, with_cloud, manifest.get("link"))
 

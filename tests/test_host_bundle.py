@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from contracts.manifest import ManifestError
 from contracts.protocol import Tier
 from converter import verify
 from converter.build import BuildOptions, run
@@ -23,6 +24,7 @@ from earlyexit.model import EarlyExitNet
 from earlyexit.train import config_for, train
 from host import bundle as bundles
 from host import offline
+from policy import costs
 
 _BUILT: dict[Path, Path] = {}
 
@@ -103,6 +105,8 @@ def test_an_edited_board_profile_copy_is_refused(bundle, tmp_path):
     profile.write_text(profile.read_text().replace("clock_hz = 64_000_000", "clock_hz = 640_000_000"))
     with pytest.raises(bundles.BundleError, match=r"board.toml does not match its sha256.*rebuild"):
         bundles.load(copy).board_profile()
+    with pytest.raises(ManifestError, match=r"board.toml does not match its sha256.*rebuild"):
+        costs.from_manifest(copy / "manifest.json")  # the policy's cost model reads the same guarded copy
 
 
 def test_offline_reference_is_the_first_confident_exit_of_the_tflm_chain(bundle):
