@@ -1,58 +1,86 @@
 """Reference policies: confidence threshold, adaptive threshold, fixed split, always-local, offload-first, oracle.
 
 A policy is a callable ``(env) -> action`` deciding for ``env.state``; it only picks among
-the actions ``env.mask()`` allows (an unwanted but forced choice falls back to EXIT).
+the actions ``env.mask()`` allows (an unwanted but forced choice falls back to EXIT). The
+hand-made rules are frozen dataclasses carrying their parameters, so that :mod:`policy.lockstep`
+can evaluate many of them at once; the tuning functions take such a many-at-once evaluator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import numpy as np
-
+from policy.costs import CostModel
 from policy.env import EXIT, OFFLOAD, STAY, TraceEnv
 
 Policy = Callable[[TraceEnv], int]
+EvaluateAll = Callable[[TraceEnv, Sequence[Policy]], list[dict]]  # each policy's metrics over the env's order
 
 
-def _first_allowed(mask: np.ndarray, *preferred: int) -> int:
-    return next((a for a in preferred if mask[a]), EXIT)
+def _first_allowed(stay: bool, offload: bool, *preferred: int) -> int:
+    return next((a for a in preferred if (stay if a == STAY else offload)), EXIT)
 
 
-def threshold(thresholds: Sequence[float]) -> Policy:
+class Rule:
+    """A hand-made rule: ``choose`` decides from plain values (what :mod:`policy.lockstep` replays too);
+    calling it on an env reads them from ``env.state`` and ``env.mask()``."""
+
+    def choose(self, k: int, tier: int, confidence: float, pace: float, stay: bool, offload: bool, pays: bool) -> int:
+        """The action at 0-based exit ``k`` on ``tier``: ``confidence`` (the exit's top probability), battery ``pace``,
+        whether STAY and OFFLOAD are allowed, and whether offloading from the device pays (``offload_pays``)."""
+        raise NotImplementedError
+
+    def __call__(self, env: TraceEnv) -> int:
+        s, mask = env.state, env.mask()
+        confidence = float(env.traces.probs[s.sample, s.exit].max())
+        pays = bool(s.tier == 0 and mask[OFFLOAD] and offload_pays(env.costs, s.exit, s.bandwidth_bps))
+        return self.choose(s.exit, s.tier, confidence, s.pace, bool(mask[STAY]), bool(mask[OFFLOAD]), pays)
+
+
+@dataclass(frozen=True)
+class Threshold(Rule):
     """BranchyNet: answer when the exit's top probability reaches its threshold, otherwise go
     deeper here, otherwise offload."""
 
-    def act(env: TraceEnv) -> int:
-        s = env.state
-        if env.traces.probs[s.sample, s.exit].max() >= thresholds[s.exit]:
-            return EXIT
-        return _first_allowed(env.mask(), STAY, OFFLOAD)
+    thresholds: tuple[float, ...]
 
-    return act
+    def choose(self, k: int, tier: int, confidence: float, pace: float, stay: bool, offload: bool, pays: bool) -> int:
+        return EXIT if confidence >= self.thresholds[k] else _first_allowed(stay, offload, STAY, OFFLOAD)
 
 
-def fixed_split(split_exit: int) -> Policy:
+def threshold(thresholds: Sequence[float]) -> Threshold:
+    """The confidence-threshold rule with per-exit ``thresholds``."""
+    return Threshold(tuple(float(t) for t in thresholds))
+
+
+@dataclass(frozen=True)
+class FixedSplit(Rule):
     """Neurosurgeon: run slices 1..split_exit on the device, offload there, finish upstream
     at the final exit (no early exit). ``split_exit`` is 1-based."""
 
-    def act(env: TraceEnv) -> int:
-        s, mask = env.state, env.mask()
-        if s.tier == 0 and s.exit + 1 >= split_exit:
-            return _first_allowed(mask, OFFLOAD, STAY)
-        return _first_allowed(mask, STAY, OFFLOAD)
+    split_exit: int
 
-    return act
+    def choose(self, k: int, tier: int, confidence: float, pace: float, stay: bool, offload: bool, pays: bool) -> int:
+        if tier == 0 and k + 1 >= self.split_exit:
+            return _first_allowed(stay, offload, OFFLOAD, STAY)
+        return _first_allowed(stay, offload, STAY, OFFLOAD)
 
 
-def always_local(env: TraceEnv) -> int:
+def fixed_split(split_exit: int) -> FixedSplit:
+    """The fixed-split rule offloading at 1-based exit ``split_exit``."""
+    return FixedSplit(split_exit)
+
+
+class AlwaysLocal(Rule):
     """Run every device slice, answer at the deepest device exit; never offload."""
-    return STAY if env.state.tier == 0 and env.mask()[STAY] else EXIT
+
+    def choose(self, k: int, tier: int, confidence: float, pace: float, stay: bool, offload: bool, pays: bool) -> int:
+        return STAY if tier == 0 and stay else EXIT
 
 
-def offload_first(env: TraceEnv) -> int:
-    """Offload at the first exit, finish upstream at the final exit."""
-    return fixed_split(1)(env)
+always_local = AlwaysLocal()
+offload_first = FixedSplit(1)  # offload at the first exit, finish upstream at the final exit
 
 
 def oracle(env: TraceEnv) -> int:
@@ -79,80 +107,85 @@ def _best(env: TraceEnv, s) -> tuple[float, int]:
     return best
 
 
-def tune_threshold(env: TraceEnv, evaluate: Callable[[TraceEnv, Policy], dict], grid: Sequence[float]) -> list[float]:
+def tune_threshold(env: TraceEnv, evaluate_all: EvaluateAll, grid: Sequence[float]) -> list[float]:
     """Per-exit thresholds by coordinate ascent on mean reward over ``env``'s samples."""
-    return _ascend(env, evaluate, grid, threshold)[0]
+    return _ascend(env, evaluate_all, grid, threshold)[0]
 
 
 def _ascend(
     env: TraceEnv,
-    evaluate: Callable[[TraceEnv, Policy], dict],
+    evaluate_all: EvaluateAll,
     grid: Sequence[float],
     make: Callable[[list[float]], Policy],
     extra: Callable[[list[float], float], tuple[list[float], float]] | None = None,
 ) -> tuple[list[float], float]:
-    """Coordinate ascent over per-exit thresholds (two rounds; ``extra`` may tune more after each)."""
+    """Coordinate ascent over per-exit thresholds (two rounds; ``extra`` may tune more after each). The trials
+    of one coordinate differ only there, so they are evaluated together and then taken in grid order."""
     n = env.costs.num_exits
     best = [grid[len(grid) // 2]] * n
-    score = evaluate(env, make(best))["mean_reward"]
+    score = evaluate_all(env, [make(best)])[0]["mean_reward"]
     for _ in range(2):
         for k in range(n - 1):
-            for t in grid:
-                trial = best[:k] + [t] + best[k + 1 :]
-                value = evaluate(env, make(trial))["mean_reward"]
-                if value > score + 1e-12:
-                    best, score = trial, value
+            trials = [best[:k] + [t] + best[k + 1 :] for t in grid]
+            for trial, result in zip(trials, evaluate_all(env, [make(t) for t in trials]), strict=True):
+                if result["mean_reward"] > score + 1e-12:
+                    best, score = trial, result["mean_reward"]
         if extra is not None:
             best, score = extra(best, score)
     return best, score
 
 
-def tune_split(env: TraceEnv, evaluate: Callable[[TraceEnv, Policy], dict]) -> int:
+def tune_split(env: TraceEnv, evaluate_all: EvaluateAll) -> int:
     """The single offload point (1-based exit) with the best mean reward."""
-    d = max(1, env.costs.device_slices)
-    return max(range(1, d + 1), key=lambda e: evaluate(env, fixed_split(e))["mean_reward"])
+    splits = range(1, max(1, env.costs.device_slices) + 1)
+    results = evaluate_all(env, [fixed_split(e) for e in splits])
+    return max(zip(splits, results, strict=True), key=lambda x: x[1]["mean_reward"])[0]
 
 
-def adaptive_threshold(thresholds: Sequence[float], reserve: float) -> Policy:
+@dataclass(frozen=True)
+class AdaptiveThreshold(Rule):
     """Confidence thresholds, plus offload only when it pays: when the link's bandwidth now and the edge's
     wait make the deadline (the mask) and sending costs the device less energy than running its remaining
     slices would. Going deeper on the device needs the battery pace (battery left per request left, in
     all-local inferences) to reach ``reserve``; below it the device answers where it is."""
 
-    def act(env: TraceEnv) -> int:
-        s, mask = env.state, env.mask()
-        if env.traces.probs[s.sample, s.exit].max() >= thresholds[s.exit]:
+    thresholds: tuple[float, ...]
+    reserve: float
+
+    def choose(self, k: int, tier: int, confidence: float, pace: float, stay: bool, offload: bool, pays: bool) -> int:
+        if confidence >= self.thresholds[k]:
             return EXIT
-        if s.tier > 0:
-            return _first_allowed(mask, STAY, OFFLOAD)
-        if mask[OFFLOAD] and _offload_pays(env, s):
+        if tier > 0:
+            return _first_allowed(stay, offload, STAY, OFFLOAD)
+        if offload and pays:
             return OFFLOAD
-        if mask[STAY] and s.pace >= reserve:
-            return STAY
-        return EXIT
-
-    return act
+        return STAY if stay and pace >= self.reserve else EXIT
 
 
-def _offload_pays(env: TraceEnv, s) -> bool:
-    c = env.costs
-    sending = c.transfer(s.exit, 0, s.bandwidth_bps)[1]
-    local = sum(c.compute_energy_mj(k, 0) for k in range(s.exit + 1, c.device_slices))
-    return sending < local or s.exit + 1 >= c.device_slices
+def adaptive_threshold(thresholds: Sequence[float], reserve: float) -> AdaptiveThreshold:
+    """The adaptive-threshold rule with per-exit ``thresholds`` and battery ``reserve``."""
+    return AdaptiveThreshold(tuple(float(t) for t in thresholds), float(reserve))
+
+
+def offload_pays(c: CostModel, k: int, bandwidth_bps: float) -> bool:
+    """Whether sending exit ``k``'s activation (0-based) from the device costs it less energy than its remaining
+    slices."""
+    sending = c.transfer(k, 0, bandwidth_bps)[1]
+    local = sum(c.compute_energy_mj(j, 0) for j in range(k + 1, c.device_slices))
+    return sending < local or k + 1 >= c.device_slices
 
 
 def tune_adaptive(
-    env: TraceEnv, evaluate: Callable[[TraceEnv, Policy], dict], grid: Sequence[float], reserves: Sequence[float]
+    env: TraceEnv, evaluate_all: EvaluateAll, grid: Sequence[float], reserves: Sequence[float]
 ) -> tuple[list[float], float]:
     """Thresholds by coordinate ascent, then the battery reserve, on mean reward over ``env``'s samples."""
     reserve = [0.0]
 
     def tune_reserve(best: list[float], score: float) -> tuple[list[float], float]:
-        for r in reserves:
-            value = evaluate(env, adaptive_threshold(best, r))["mean_reward"]
-            if value > score + 1e-12:
-                reserve[0], score = r, value
+        for r, result in zip(reserves, evaluate_all(env, [adaptive_threshold(best, r) for r in reserves]), strict=True):
+            if result["mean_reward"] > score + 1e-12:
+                reserve[0], score = r, result["mean_reward"]
         return best, score
 
-    best, _ = _ascend(env, evaluate, grid, lambda t: adaptive_threshold(t, reserve[0]), tune_reserve)
+    best, _ = _ascend(env, evaluate_all, grid, lambda t: adaptive_threshold(t, reserve[0]), tune_reserve)
     return best, reserve[0]

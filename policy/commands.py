@@ -12,7 +12,7 @@ import numpy as np
 from contracts.manifest import read_manifest
 from earlyexit import checkpoint, data, traces
 from earlyexit.console import add_progress_option, bar
-from policy import baselines, costs, dqn, export, linktraces, plot, tabular
+from policy import baselines, costs, dqn, export, linktraces, lockstep, plot, tabular
 from policy.bandwidth import KINDS, P_OUTAGE, P_RECOVER, Bandwidth
 from policy.class_weights import add_class_weights_option, class_weights
 from policy.edgeload import EdgeLoad
@@ -268,12 +268,13 @@ def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[li
     and the per-sample outcomes of the DQN and the adaptive rule; ``shown`` (a progress bar) advances by one per
     policy."""
     learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta)
+    tuning, testing = lockstep.Lockstep(tune), lockstep.Lockstep(held_out)
     find = {
-        "threshold": lambda: baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID)),
+        "threshold": lambda: baselines.threshold(baselines.tune_threshold(tune, tuning.evaluate_all, THRESHOLD_GRID)),
         "adaptive-threshold": lambda: baselines.adaptive_threshold(
-            *baselines.tune_adaptive(tune, evaluate, THRESHOLD_GRID, RESERVE_GRID)
+            *baselines.tune_adaptive(tune, tuning.evaluate_all, THRESHOLD_GRID, RESERVE_GRID)
         ),
-        "fixed-split": lambda: baselines.fixed_split(baselines.tune_split(tune, evaluate)),
+        "fixed-split": lambda: baselines.fixed_split(baselines.tune_split(tune, tuning.evaluate_all)),
         "always-local": lambda: baselines.always_local,
         "offload-first": lambda: baselines.offload_first,
         "dqn": lambda: dqn.train(
@@ -287,7 +288,9 @@ def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[li
     outcomes = {}
     for name in COMPARED:
         shown.set_description(f"compare: beta {beta:.3g}, {name}")
-        outcomes[name] = episodes(held_out, find[name]())
+        policy = find[name]()
+        rule = isinstance(policy, baselines.Rule)
+        outcomes[name] = testing.outcomes([policy])[0] if rule else episodes(held_out, policy)
         shown.update()
     rows = [{"name": name, "beta": beta, **summarize(f)} for name, f in outcomes.items()]
     traced = {name: outcomes[name] for name in ("dqn", "adaptive-threshold")}
@@ -336,14 +339,15 @@ def _calibration_rows(args, model, fit, test, deadline, bps, calibration, shown)
         learned = dqn.train(
             learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune, progress=args.progress
         )[0]
-        tuned = baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID))
+        tuning = lockstep.Lockstep(tune)
+        tuned = baselines.threshold(baselines.tune_threshold(tune, tuning.evaluate_all, THRESHOLD_GRID))
         cal_rows.append(
             {
                 "between": [i, j],
                 "beta": beta,
                 "dqn_mean_exit_depth": evaluate(held_out, learned)["mean_exit_depth"],
                 # the best confidence thresholds at this beta, device only: the deployable optimum, for reference
-                "threshold_mean_exit_depth": evaluate(held_out, tuned)["mean_exit_depth"],
+                "threshold_mean_exit_depth": lockstep.evaluate_all(held_out, [tuned])[0]["mean_exit_depth"],
             }
         )
         shown.update()
