@@ -75,16 +75,16 @@ for kind in ('dqn', 'tabular'):
   headroom)
     $PY -c "
 import argparse
-from policy import baselines, commands
+from policy import baselines, commands, lockstep
 from policy.env import EXIT
-from policy.evaluate import episodes, evaluate
+from policy.evaluate import episodes
 parser = argparse.ArgumentParser()
 commands.add_parser(parser.add_subparsers())  # compare's defaults: its environments, seed 0
 args = parser.parse_args(['policy', 'compare', '--model', 'cifar10', '--data-dir', '$DATA', '--board', 'nano33', '--json', '/dev/null'])
 _, model, fit, test, deadline, bps = commands._setup(args)
 for _, _, beta in commands.calibrated_betas(fit):
     _, tune, held = commands._envs(args, model, fit, test, deadline, bps, beta)
-    split = baselines.fixed_split(baselines.tune_split(tune, evaluate))
+    split = baselines.fixed_split(baselines.tune_split(tune, lockstep.evaluate_all))
     base = {env: episodes(env, split)['reward'] for env in (tune, held)}
     for t in (0.8, 0.9, 0.95, 0.98, 0.99):
         def early(env, t=t):
@@ -110,7 +110,7 @@ for _, _, beta in commands.calibrated_betas(fit):
 import argparse, json
 from dataclasses import replace
 import numpy as np
-from policy import baselines, commands, dqn
+from policy import baselines, commands, dqn, lockstep
 from policy.env import TraceEnv
 from policy.evaluate import episodes, summarize
 parser = argparse.ArgumentParser()
@@ -123,7 +123,7 @@ beta = commands.calibrated_betas(fit)[$2][2]
 learn, tune, held = commands._envs(args, model, fit, test, deadline, bps, beta)
 priced = TraceEnv(fit, model, replace(learn.cfg, alpha=1 + ${5:-0} * beta), learn.bandwidth, seed=args.seed, edge=learn.edge)
 policy = dqn.train(priced, dqn.DQNConfig(episodes=args.episodes, gamma_request=$3), select=tune)[0]
-thresholds, reserve = baselines.tune_adaptive(tune, commands.evaluate, commands.THRESHOLD_GRID, commands.RESERVE_GRID)
+thresholds, reserve = baselines.tune_adaptive(tune, lockstep.Lockstep(tune).evaluate_all, commands.THRESHOLD_GRID, commands.RESERVE_GRID)
 d, a = episodes(held, policy), episodes(held, baselines.adaptive_threshold(thresholds, reserve))
 diff = d['reward'] - a['reward']
 half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
