@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from contracts.manifest import read_manifest
 from earlyexit import checkpoint, data, traces
-from earlyexit.console import add_progress_option, bar
-from policy import baselines, costs, dqn, export, linktraces, lockstep, plot, tabular
+from earlyexit.console import add_progress_option
+from policy import baselines, costs, dqn, export, linktraces, lockstep, plot, tabular, workers
 from policy.bandwidth import KINDS, P_OUTAGE, P_RECOVER, Bandwidth
 from policy.class_weights import add_class_weights_option, class_weights
 from policy.edgeload import EdgeLoad
@@ -74,6 +76,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         else:
             c.add_argument("--betas", type=float, nargs="+", help="default: the calibrated betas")
             c.add_argument("--json", type=Path, required=True)
+            c.add_argument(
+                "--jobs",
+                type=int,
+                default=workers.default_jobs(),
+                help="worker processes for the betas and calibration rows (default: min(2, CPUs)); same results",
+            )
     p.set_defaults(func=run)
 
 
@@ -263,10 +271,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+def _compare_one(args, model, fit, test, deadline, bps, beta, report) -> tuple[list[dict], dict[str, np.ndarray], dict]:
     """Every policy's metrics on the test traces at ``beta``, its per-sample rewards (same samples, same order),
-    and the per-sample outcomes of the DQN and the adaptive rule; ``shown`` (a progress bar) advances by one per
-    policy."""
+    and the per-sample outcomes of the DQN and the adaptive rule; ``report`` (workers.Report) hears each policy
+    start and finish."""
     learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta)
     tuning, testing = lockstep.Lockstep(tune), lockstep.Lockstep(held_out)
     find = {
@@ -287,26 +295,35 @@ def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[li
     }
     outcomes = {}
     for name in COMPARED:
-        shown.set_description(f"compare: beta {beta:.3g}, {name}")
+        report("start", f"beta {beta:.3g} {name}")
         policy = find[name]()
         rule = isinstance(policy, baselines.Rule)
         outcomes[name] = testing.outcomes([policy])[0] if rule else episodes(held_out, policy)
-        shown.update()
+        report("done", f"beta {beta:.3g} {name}")
     rows = [{"name": name, "beta": beta, **summarize(f)} for name, f in outcomes.items()]
     traced = {name: outcomes[name] for name in ("dqn", "adaptive-threshold")}
     return rows, {name: f["reward"] for name, f in outcomes.items()}, traced
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: give 1 or more worker processes")
     _, model, fit, test, deadline, bps = _setup(args)
     calibration = calibrated_betas(fit)
     betas = args.betas or [b for _, _, b in calibration]
-    with bar(total=len(COMPARED) * len(betas) + len(calibration), progress=args.progress, unit="policy") as shown:
-        rows, rewards, traced = [], {}, {}
-        for beta in betas:
-            found, rewards[beta], traced[beta] = _compare_one(args, model, fit, test, deadline, bps, beta, shown)
-            rows += found
-        cal_rows = _calibration_rows(args, model, fit, test, deadline, bps, calibration, shown)
+    jobs = min(args.jobs, len(betas) + len(calibration))
+    # in workers, no bars of their own (DQN, tabular): the parent's shows what each one runs
+    inner = args if jobs == 1 else argparse.Namespace(**{**vars(args), "progress": False})
+    setup = (model, fit, test, deadline, bps)
+    units = [(inner, setup, "compare", beta) for beta in betas]
+    units += [(inner, setup, "calibration", calibrated) for calibrated in calibration]
+    total = len(COMPARED) * len(betas) + len(calibration)
+    with workers.Progress(total, args.progress, "policy", "compare") as shown:
+        done = workers.run(_compare_unit, units, jobs, shown)
+    rows = [row for found, _, _ in done[: len(betas)] for row in found]
+    rewards = {beta: found[1] for beta, found in zip(betas, done, strict=False)}
+    traced = {beta: found[2] for beta, found in zip(betas, done, strict=False)}
+    cal_rows = done[len(betas) :]
     result = {
         "policies": rows,
         "calibration": cal_rows,
@@ -330,28 +347,32 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(f"wrote {args.json} and its plots ({args.json.with_suffix('.png')}, *_reward.png, *_decisions.png)")
 
 
-def _calibration_rows(args, model, fit, test, deadline, bps, calibration, shown) -> list[dict]:
-    """Per calibrated beta: the mean exit depth of a device-only DQN and of tuned thresholds (seed eq. 4.1)."""
-    cal_rows = []
-    for i, j, beta in calibration:
-        shown.set_description(f"calibration: beta {beta:.3g}, device-only dqn")
-        learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta, allow_offload=False)
-        learned = dqn.train(
-            learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune, progress=args.progress
-        )[0]
-        tuning = lockstep.Lockstep(tune)
-        tuned = baselines.threshold(baselines.tune_threshold(tune, tuning.evaluate_all, THRESHOLD_GRID))
-        cal_rows.append(
-            {
-                "between": [i, j],
-                "beta": beta,
-                "dqn_mean_exit_depth": evaluate(held_out, learned)["mean_exit_depth"],
-                # the best confidence thresholds at this beta, device only: the deployable optimum, for reference
-                "threshold_mean_exit_depth": lockstep.evaluate_all(held_out, [tuned])[0]["mean_exit_depth"],
-            }
-        )
-        shown.update()
-    return cal_rows
+def _calibration_row(args, model, fit, test, deadline, bps, calibrated, report) -> dict:
+    """At a calibrated beta: the mean exit depth of a device-only DQN and of tuned thresholds (seed eq. 4.1)."""
+    i, j, beta = calibrated
+    report("start", f"calibration beta {beta:.3g}")
+    learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta, allow_offload=False)
+    learned = dqn.train(
+        learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune, progress=args.progress
+    )[0]
+    tuned = baselines.threshold(baselines.tune_threshold(tune, lockstep.Lockstep(tune).evaluate_all, THRESHOLD_GRID))
+    row = {
+        "between": [i, j],
+        "beta": beta,
+        "dqn_mean_exit_depth": evaluate(held_out, learned)["mean_exit_depth"],
+        # the best confidence thresholds at this beta, device only: the deployable optimum, for reference
+        "threshold_mean_exit_depth": lockstep.evaluate_all(held_out, [tuned])[0]["mean_exit_depth"],
+    }
+    report("done", f"calibration beta {beta:.3g}")
+    return row
+
+
+def _compare_unit(unit: tuple, report: workers.Report):
+    """One unit of compare's work (a beta's policies or a calibration row), in this process or a worker."""
+    args, setup, kind, item = unit
+    if multiprocessing.parent_process() is not None:
+        torch.set_num_threads(1)  # a worker: one core each
+    return (_compare_one if kind == "compare" else _calibration_row)(args, *setup, item, report)
 
 
 def targets(rows: list[dict], rewards: dict[float, dict[str, np.ndarray]]) -> list[dict]:
