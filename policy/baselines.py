@@ -18,8 +18,14 @@ Policy = Callable[[TraceEnv], int]
 EvaluateAll = Callable[[TraceEnv, Sequence[Policy]], list[dict]]  # each policy's metrics over the env's order
 
 
-def _first_allowed(stay: bool, offload: bool, *preferred: int) -> int:
-    return next((a for a in preferred if (stay if a == STAY else offload)), EXIT)
+def _deeper(stay: bool, offload: bool) -> int:
+    """The first allowed of STAY, OFFLOAD, else EXIT."""
+    return STAY if stay else OFFLOAD if offload else EXIT
+
+
+def _upward(stay: bool, offload: bool) -> int:
+    """The first allowed of OFFLOAD, STAY, else EXIT."""
+    return OFFLOAD if offload else STAY if stay else EXIT
 
 
 class Rule:
@@ -46,7 +52,7 @@ class Threshold(Rule):
     thresholds: tuple[float, ...]
 
     def choose(self, k: int, tier: int, confidence: float, pace: float, stay: bool, offload: bool, pays: bool) -> int:
-        return EXIT if confidence >= self.thresholds[k] else _first_allowed(stay, offload, STAY, OFFLOAD)
+        return EXIT if confidence >= self.thresholds[k] else _deeper(stay, offload)
 
 
 def threshold(thresholds: Sequence[float]) -> Threshold:
@@ -63,8 +69,8 @@ class FixedSplit(Rule):
 
     def choose(self, k: int, tier: int, confidence: float, pace: float, stay: bool, offload: bool, pays: bool) -> int:
         if tier == 0 and k + 1 >= self.split_exit:
-            return _first_allowed(stay, offload, OFFLOAD, STAY)
-        return _first_allowed(stay, offload, STAY, OFFLOAD)
+            return _upward(stay, offload)
+        return _deeper(stay, offload)
 
 
 def fixed_split(split_exit: int) -> FixedSplit:
@@ -156,7 +162,7 @@ class AdaptiveThreshold(Rule):
         if confidence >= self.thresholds[k]:
             return EXIT
         if tier > 0:
-            return _first_allowed(stay, offload, STAY, OFFLOAD)
+            return _deeper(stay, offload)
         if offload and pays:
             return OFFLOAD
         return STAY if stay and pace >= self.reserve else EXIT

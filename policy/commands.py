@@ -295,11 +295,11 @@ def _compare_one(args, model, fit, test, deadline, bps, beta, report) -> tuple[l
     }
     outcomes = {}
     for name in COMPARED:
-        report("start", f"beta {beta:.3g} {name}")
+        report("start", f"beta {beta:.3g}, {name}")
         policy = find[name]()
         rule = isinstance(policy, baselines.Rule)
         outcomes[name] = testing.outcomes([policy])[0] if rule else episodes(held_out, policy)
-        report("done", f"beta {beta:.3g} {name}")
+        report("done", f"beta {beta:.3g}, {name}")
     rows = [{"name": name, "beta": beta, **summarize(f)} for name, f in outcomes.items()]
     traced = {name: outcomes[name] for name in ("dqn", "adaptive-threshold")}
     return rows, {name: f["reward"] for name, f in outcomes.items()}, traced
@@ -350,7 +350,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def _calibration_row(args, model, fit, test, deadline, bps, calibrated, report) -> dict:
     """At a calibrated beta: the mean exit depth of a device-only DQN and of tuned thresholds (seed eq. 4.1)."""
     i, j, beta = calibrated
-    report("start", f"calibration beta {beta:.3g}")
+    report("start", f"calibration: beta {beta:.3g}")
     learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta, allow_offload=False)
     learned = dqn.train(
         learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune, progress=args.progress
@@ -363,7 +363,7 @@ def _calibration_row(args, model, fit, test, deadline, bps, calibrated, report) 
         # the best confidence thresholds at this beta, device only: the deployable optimum, for reference
         "threshold_mean_exit_depth": lockstep.evaluate_all(held_out, [tuned])[0]["mean_exit_depth"],
     }
-    report("done", f"calibration beta {beta:.3g}")
+    report("done", f"calibration: beta {beta:.3g}")
     return row
 
 

@@ -14,7 +14,7 @@ answer and costs ``penalty`` (a miss).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -74,6 +74,13 @@ class State:
     unanswered: bool = False  # the battery could not start it
 
 
+def _replace(s: State, **changes) -> State:
+    """A new state: ``s`` with ``changes`` (``dataclasses.replace`` without its per-call field checks)."""
+    new = object.__new__(State)
+    new.__dict__.update(s.__dict__, **changes)
+    return new
+
+
 class TraceEnv(gym.Env):
     """Replays ``traces`` under ``costs``; ``order`` fixes the sample sequence (evaluation)."""
 
@@ -108,7 +115,7 @@ class TraceEnv(gym.Env):
         c = self.costs
         k = s.exit + 1
         if action == STAY:
-            return replace(
+            return _replace(
                 s,
                 exit=k,
                 time_s=s.time_s + c.compute_seconds(k, s.tier),
@@ -117,7 +124,7 @@ class TraceEnv(gym.Env):
         seconds, energy, size = c.transfer(s.exit, s.tier, s.bandwidth_bps)
         tier = s.tier + 1
         wait = s.edge_wait_s if tier == 1 else 0.0
-        return replace(
+        return _replace(
             s,
             exit=k,
             tier=tier,

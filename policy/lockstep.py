@@ -68,14 +68,15 @@ class Lockstep:
             device = [c.transfer(k, 0, bw) for k in exits[:-1]] if c.top_tier > 0 else [()] * (c.num_exits - 1)
             self.transfer.append([[device[k], *upper[k]] for k in exits[:-1]])
             self.pays.append([c.top_tier > 0 and offload_pays(c, k, bw) for k in exits[:-1]])
+        self.metrics: dict[Rule, dict] = {}  # coordinate ascent meets the same rule again: evaluated once
 
     def evaluate_all(self, env: TraceEnv, policies: Sequence[Policy]) -> list[dict]:
         """Each policy's metrics over ``env.order`` (``env``: this one's), as ``evaluate`` gives them."""
         if env is not self.env:
             raise ValueError("a Lockstep evaluates on the env it was made for")
-        rules = [p for p in policies if isinstance(p, Rule)]
-        found = iter([summarize(f) for f in self.outcomes(rules)])
-        return [next(found) if isinstance(p, Rule) else evaluate(env, p) for p in policies]
+        new = list(dict.fromkeys(p for p in policies if isinstance(p, Rule) and p not in self.metrics))
+        self.metrics.update(zip(new, (summarize(f) for f in self.outcomes(new)), strict=True))
+        return [dict(self.metrics[p]) if isinstance(p, Rule) else evaluate(env, p) for p in policies]
 
     def outcomes(self, rules: Sequence[Rule]) -> list[dict[str, np.ndarray]]:
         """Per rule, the per-sample outcomes of ``episodes(env, rule)``: each sample of ``env.order`` once, in

@@ -163,10 +163,14 @@ def test_bandwidth_processes(tmp_path):
 
 
 def test_compare_writes_every_policy_target_and_calibration(tmp_path, capsys):
-    out = tmp_path / "compare.json"
-    args = ["policy", "compare", "--model", "fashion-mnist", "--board", "nano33", "--episodes", "300", "--progress"]
-    assert main([*args, "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]) == 0
+    out, alone = tmp_path / "compare.json", tmp_path / "alone.json"
+    args = ["policy", "compare", "--model", "fashion-mnist", "--board", "nano33", "--episodes", "300"]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--jobs", "1", "--progress", "--json", str(alone)]) == 0
+    bars = capsys.readouterr().err
+    assert main([*args, "--jobs", "2", "--json", str(out)]) == 0  # stderr is no terminal here: lines, no bars
     result = json.loads(out.read_text())
+    assert result == json.loads(alone.read_text())  # two worker processes, the same results
     betas = [c["beta"] for c in result["calibration"]]
     assert betas and {r["beta"] for r in result["policies"]} == set(betas)
     names = {"threshold", "adaptive-threshold", "fixed-split", "always-local", "offload-first", "dqn", "tabular"}
@@ -182,7 +186,10 @@ def test_compare_writes_every_policy_target_and_calibration(tmp_path, capsys):
     printed = capsys.readouterr()
     assert out.with_suffix(".png").stat().st_size > 0 and "gap closed" in printed.out
     for beta in betas:  # progress on stderr: every beta x policy, the DQN's episodes
-        assert f"compare: beta {beta:.3g}, tabular" in printed.err and f"DQN (beta {beta:.3g})" in printed.err
+        assert f"compare: beta {beta:.3g}, tabular" in bars and f"DQN (beta {beta:.3g})" in bars
+        line = rf"^compare: beta {beta:.3g}, tabular done \(\d+ of {9 * len(betas)}, \d+ s\)$"
+        assert re.search(line, printed.err, re.M)
+    assert "\r" not in printed.err
 
 
 def test_compare_plot_names_betas_and_keeps_coinciding_policies_visible():
