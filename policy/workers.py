@@ -47,7 +47,8 @@ class Progress:
             if self.lines:
                 seconds = time.perf_counter() - self.t0
                 print(f"{self.name}: {what} done ({self.done} of {self.total}, {seconds:.0f} s)", file=sys.stderr)
-        self.bar.set_description(f"{self.name}: {' | '.join(self.running.values())}")
+        if self.running:  # else the last description stands until the next step starts
+            self.bar.set_description(f"{self.name}: {' | '.join(self.running.values())}")
 
     def __enter__(self) -> Progress:
         return self
