@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -205,6 +206,11 @@ def _envs(args, model, fit, test, deadline, bps, beta, allow_offload=True):
     return learn, tune, held_out
 
 
+def adaptive_rule(tune: TraceEnv) -> baselines.Policy:
+    """The adaptive-threshold rule tuned on ``tune``: compare's baseline and the DQN's teacher (warm start)."""
+    return baselines.adaptive_threshold(*baselines.tune_adaptive(tune, evaluate, THRESHOLD_GRID, RESERVE_GRID))
+
+
 def _train_one(args, learn_env, select_env):
     if args.learner == "tabular":
         policy = tabular.train(
@@ -217,6 +223,7 @@ def _train_one(args, learn_env, select_env):
             args.out.with_suffix(".loss.csv"),
             select=select_env,
             progress=args.progress,
+            teacher=adaptive_rule(select_env),
         )
         _plot_loss(log, args.out.with_suffix(".loss.png"))
     export.save_learned(policy, learn_env, args.out)
@@ -268,16 +275,19 @@ def _compare_one(args, model, fit, test, deadline, bps, beta, shown) -> tuple[li
     and the per-sample outcomes of the DQN and the adaptive rule; ``shown`` (a progress bar) advances by one per
     policy."""
     learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta)
+    rule = functools.cache(lambda: adaptive_rule(tune))  # tuned once: a baseline and the DQN's teacher
     find = {
         "threshold": lambda: baselines.threshold(baselines.tune_threshold(tune, evaluate, THRESHOLD_GRID)),
-        "adaptive-threshold": lambda: baselines.adaptive_threshold(
-            *baselines.tune_adaptive(tune, evaluate, THRESHOLD_GRID, RESERVE_GRID)
-        ),
+        "adaptive-threshold": rule,
         "fixed-split": lambda: baselines.fixed_split(baselines.tune_split(tune, evaluate)),
         "always-local": lambda: baselines.always_local,
         "offload-first": lambda: baselines.offload_first,
         "dqn": lambda: dqn.train(
-            learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune, progress=args.progress
+            learn,
+            dqn.DQNConfig(episodes=args.episodes, seed=args.seed),
+            select=tune,
+            progress=args.progress,
+            teacher=rule(),
         )[0],
         "tabular": lambda: tabular.train(
             learn, tabular.TabularConfig(episodes=args.episodes, seed=args.seed), progress=args.progress
