@@ -46,11 +46,8 @@ def main() -> None:
     p.add_argument("--price", type=float, default=0.0, help="learn with energy weight 1 + PRICE x beta")
     p.add_argument("--label", default="", help="a name for the variant in the results")
     for field in dqn.DQNConfig.__dataclass_fields__.values():
-        flag = f"--{field.name.replace('_', '-')}"
-        if isinstance(field.default, bool):
-            p.add_argument(flag, action="store_true")
-        elif field.name not in ("hidden", "seed"):
-            p.add_argument(flag, type=type(field.default), default=field.default)
+        if field.name not in ("hidden", "seed"):
+            p.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     opts = p.parse_args()
     parser = argparse.ArgumentParser()
     commands.add_parser(parser.add_subparsers())

@@ -44,10 +44,6 @@ class DQNConfig:
     # demonstrations in every later update, and the large-margin loss (Q in units of beta) and its weight
     demo_episodes: int = 5000
     pretrain_steps: int = 5000
-    demo_explore: float = 0.0  # share of random actions in the demonstrations (the margin loss skips them)
-    # pretraining targets follow the teacher's next action (SARSA): the pretrained greedy network is then one
-    # policy-improvement step over the teacher instead of its clone
-    evaluate_teacher: bool = False
     demo_batch: int = 16
     margin: float = 0.05
     margin_weight: float = 1.0
@@ -107,8 +103,6 @@ class _Replay:
         self.n, self.stored, self.last = n, 0, None  # last: the previous request's final transition
         self.obs, self.next = np.zeros((n, size), np.float32), np.zeros((n, size), np.float32)
         self.act, self.rew = np.zeros(n, np.int64), np.zeros(n, np.float32)
-        # demonstrations: whether the teacher chose the action, and the teacher's action in the next state
-        self.taught, self.next_act = np.ones(n, bool), np.zeros(n, np.int64)
         self.disc, self.mask = np.zeros(n, np.float32), np.zeros((n, 3), bool)
 
     def add(self, obs, action: int, reward: float, nxt, disc: float, mask) -> None:
@@ -131,8 +125,7 @@ class _Replay:
 
     def sample(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, ...]:
         idx = rng.integers(0, min(self.stored, self.n), batch)
-        fields = (self.obs, self.act, self.rew, self.next, self.disc, self.mask, self.taught, self.next_act)
-        return tuple(torch.as_tensor(a[idx]) for a in fields)
+        return tuple(torch.as_tensor(a[idx]) for a in (self.obs, self.act, self.rew, self.next, self.disc, self.mask))
 
 
 def _episode(env: TraceEnv, act: Callable[[TraceEnv, dict], int], replay: _Replay, cfg: DQNConfig, scale: float, learn):
@@ -181,22 +174,10 @@ def _train(
     demos = None
     if teacher is not None and cfg.demo_episodes:
         demos = _Replay(max(cfg.replay, 4 * cfg.demo_episodes), env.obs_size)
-        taught = [True]
-
-        def demonstrate(e: TraceEnv, info: dict) -> int:
-            choice = teacher(e)
-            if demos.last is not None:
-                demos.next_act[demos.last] = choice  # the previous transition's next state is this one
-                demos.taught[demos.last] = taught[0]
-            taught[0] = not (cfg.demo_explore and rng.random() < cfg.demo_explore)
-            return choice if taught[0] else int(rng.choice(np.flatnonzero(info["mask"])))
-
         for _ in range(cfg.demo_episodes):
-            _episode(env, demonstrate, demos, cfg, scale, lambda: None)
-        demos.taught[demos.last] = taught[0]
+            _episode(env, lambda e, _: teacher(e), demos, cfg, scale, lambda: None)
         for step in range(cfg.pretrain_steps):
-            batch = demos.sample(rng, cfg.batch_size)
-            _learn(net, target, opt, cfg, batch, margin=True, follow=cfg.evaluate_teacher)
+            _learn(net, target, opt, cfg, demos.sample(rng, cfg.batch_size), margin=True)
             if (step + 1) % cfg.target_sync == 0:
                 target.load_state_dict(net.state_dict())
         target.load_state_dict(net.state_dict())
@@ -240,27 +221,22 @@ def _train(
     return DQNPolicy(net), log
 
 
-def _learn(
-    net, target, opt, cfg: DQNConfig, batch: tuple[torch.Tensor, ...], margin: bool = False, follow: bool = False
-) -> float:
-    """One Double DQN update on ``batch``; with ``margin``, plus DQfD's large-margin loss on the teacher's
-    actions; with ``follow``, the targets score the teacher's next action instead of the greedy one."""
+def _learn(net, target, opt, cfg: DQNConfig, batch: tuple[torch.Tensor, ...], margin: bool = False) -> float:
+    """One Double DQN update on ``batch``; with ``margin``, plus DQfD's large-margin loss on its actions
+    (the teacher's: ``batch`` holds demonstrations)."""
     net.train()
-    o, a, r, o_next, d, m, taught, next_act = batch
+    o, a, r, o_next, d, m = batch
     with torch.no_grad():
-        if follow:
-            pick = next_act[:, None]
-        else:  # Double DQN: the online network picks the next action, the target network scores it.
-            scores = net(o_next)
-            scores[~m] = -1e9  # EXIT is always allowed: the pick is a valid action
-            pick = scores.argmax(1, keepdim=True)
-        y = r + d * target(o_next).gather(1, pick)[:, 0]
+        # Double DQN: the online network picks the next action, the target network scores it.
+        pick = net(o_next)
+        pick[~m] = -1e9  # EXIT is always allowed: the pick is a valid action
+        y = r + d * target(o_next).gather(1, pick.argmax(1, keepdim=True))[:, 0]
     q_all = net(o)
     q = q_all.gather(1, a[:, None])[:, 0]
     loss = nn.functional.smooth_l1_loss(q, y)
     if margin:  # the teacher's action must beat every other by cfg.margin (all three are scored, as DQfD)
         ranked = q_all + cfg.margin * (1.0 - nn.functional.one_hot(a, 3).float())
-        loss = loss + cfg.margin_weight * ((ranked.max(1).values - q) * taught).mean()
+        loss = loss + cfg.margin_weight * (ranked.max(1).values - q).mean()
     opt.zero_grad()
     loss.backward()
     opt.step()
