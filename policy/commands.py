@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import time
@@ -213,6 +214,13 @@ def _envs(args, model, fit, test, deadline, bps, beta, allow_offload=True):
     return learn, tune, held_out
 
 
+def adaptive_rule(tune: TraceEnv, tuning: lockstep.Lockstep | None = None) -> baselines.Policy:
+    """The adaptive-threshold rule tuned on ``tune`` (through ``tuning``, its lockstep evaluator, when given):
+    compare's baseline and the DQN's teacher (warm start)."""
+    evaluate_all = (tuning or lockstep.Lockstep(tune)).evaluate_all
+    return baselines.adaptive_threshold(*baselines.tune_adaptive(tune, evaluate_all, THRESHOLD_GRID, RESERVE_GRID))
+
+
 def _train_one(args, learn_env, select_env):
     if args.learner == "tabular":
         policy = tabular.train(
@@ -225,6 +233,7 @@ def _train_one(args, learn_env, select_env):
             args.out.with_suffix(".loss.csv"),
             select=select_env,
             progress=args.progress,
+            teacher=adaptive_rule(select_env),
         )
         _plot_loss(log, args.out.with_suffix(".loss.png"))
     export.save_learned(policy, learn_env, args.out)
@@ -277,16 +286,19 @@ def _compare_one(args, model, fit, test, deadline, bps, beta, report) -> tuple[l
     start and finish."""
     learn, tune, held_out = _envs(args, model, fit, test, deadline, bps, beta)
     tuning, testing = lockstep.Lockstep(tune), lockstep.Lockstep(held_out)
+    rule = functools.cache(lambda: adaptive_rule(tune, tuning))  # tuned once: a baseline and the DQN's teacher
     find = {
         "threshold": lambda: baselines.threshold(baselines.tune_threshold(tune, tuning.evaluate_all, THRESHOLD_GRID)),
-        "adaptive-threshold": lambda: baselines.adaptive_threshold(
-            *baselines.tune_adaptive(tune, tuning.evaluate_all, THRESHOLD_GRID, RESERVE_GRID)
-        ),
+        "adaptive-threshold": rule,
         "fixed-split": lambda: baselines.fixed_split(baselines.tune_split(tune, tuning.evaluate_all)),
         "always-local": lambda: baselines.always_local,
         "offload-first": lambda: baselines.offload_first,
         "dqn": lambda: dqn.train(
-            learn, dqn.DQNConfig(episodes=args.episodes, seed=args.seed), select=tune, progress=args.progress
+            learn,
+            dqn.DQNConfig(episodes=args.episodes, seed=args.seed),
+            select=tune,
+            progress=args.progress,
+            teacher=rule(),
         )[0],
         "tabular": lambda: tabular.train(
             learn, tabular.TabularConfig(episodes=args.episodes, seed=args.seed), progress=args.progress
@@ -297,8 +309,8 @@ def _compare_one(args, model, fit, test, deadline, bps, beta, report) -> tuple[l
     for name in COMPARED:
         report("start", f"beta {beta:.3g}, {name}")
         policy = find[name]()
-        rule = isinstance(policy, baselines.Rule)
-        outcomes[name] = testing.outcomes([policy])[0] if rule else episodes(held_out, policy)
+        fast = isinstance(policy, baselines.Rule)
+        outcomes[name] = testing.outcomes([policy])[0] if fast else episodes(held_out, policy)
         report("done", f"beta {beta:.3g}, {name}")
     rows = [{"name": name, "beta": beta, **summarize(f)} for name, f in outcomes.items()]
     traced = {name: outcomes[name] for name in ("dqn", "adaptive-threshold")}

@@ -150,6 +150,20 @@ def test_learners_find_the_obvious_policy(learn):
     assert learned["accuracy"] == 1.0 and 1.4 < learned["mean_exit_depth"] < 1.6
 
 
+def test_dqn_warm_start_imitates_the_teacher_and_keeps_the_clone_when_it_scores_best():
+    traces, costs = _toy(), CostModel((1_000_000,) * 2, (1000, 0), 2, (boards.load("nano33"), boards.load("edge-pc")))
+    train_env = TraceEnv(traces, costs, EnvConfig(beta=3.0, allow_offload=False), Bandwidth("constant", 1e6))
+    select, test_env = (_env(traces, costs, allow_offload=False) for _ in range(2))
+    teacher = baselines.always_local  # never answers at exit 1: gives up 0.5 of reward on the confident half
+    warm = dqn.DQNConfig(episodes=0, demo_episodes=300, pretrain_steps=1000)
+    clone = dqn.train(train_env, warm, teacher=teacher)[0]
+    assert evaluate(test_env, clone) == evaluate(test_env, teacher)
+    assert evaluate(test_env, dqn.train(train_env, warm)[0])["mean_exit_depth"] < 2.0  # no teacher: no clone
+    # the margin loss keeps ranking the teacher's action first while it explores; the clone's snapshot is kept
+    learned = dqn.train(train_env, replace(warm, episodes=300, select_every=100), select=select, teacher=teacher)[0]
+    assert evaluate(select, learned)["mean_reward"] >= evaluate(select, clone)["mean_reward"]
+
+
 def test_bandwidth_processes(tmp_path):
     walk = Bandwidth("walk", 1e6, seed=1)
     values = [walk.next() for _ in range(200)]
