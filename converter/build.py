@@ -282,7 +282,7 @@ def _write(out: Path, ckpt, board, edge, slices, check, fit: Fit, opts: BuildOpt
     }
     (out / BOARD_COPY).write_text(board.path.read_text())  # the host's device clock, whatever --board named
     manifest = write_manifest(out, manifest)
-    report.write(out, manifest)
+    report.write(out, manifest, board.energy_mj_for)
     return manifest
 
 
