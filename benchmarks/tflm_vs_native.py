@@ -124,7 +124,7 @@ def bundled(model: str, data_dir: str | None, tflm: Path, samples: int) -> dict:
     roots = {}
     for rt in ("native", "tflm"):
         roots[rt] = ROOT / "build" / f"bench-{Path(model).stem}-{rt}"
-        opts = BuildOptions("nano33", model, data_dir, eval_samples=200, runtime=rt, out=roots[rt])
+        opts = BuildOptions("nano33", model=model, data_dir=data_dir, eval_samples=200, runtime=rt, out=roots[rt])
         run(opts, say=lambda m, rt=rt: print(f"  {model} {rt}: {m}", flush=True))
         tool.write(roots[rt], samples, data_dir)
     manifest = json.loads((roots["native"] / "manifest.json").read_text())
