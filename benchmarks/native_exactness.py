@@ -144,7 +144,9 @@ def main() -> None:
         results["mlperf-resnet8"]["tflm_accuracy"] = float((ref.logits[0].argmax(1) == y).mean())
     if args.cifar_samples:
         cf = ROOT / "build/cifar10-nano33"
-        run(BuildOptions("nano33", "cifar10", args.cifar_dir, eval_samples=200, runtime="native", out=cf))
+        run(
+            BuildOptions("nano33", model="cifar10", data_dir=args.cifar_dir, eval_samples=200, runtime="native", out=cf)
+        )
         test = data.load("cifar10", "test", args.cifar_dir)
         keep = np.sort(np.random.default_rng(2).choice(len(test), min(args.cifar_samples, len(test)), replace=False))
         subset = data.Dataset(test.name, test.split, test.x[keep], test.y[keep], test.classes)

@@ -73,7 +73,10 @@ def main() -> None:
         sys.exit(f"error: {args.tflm} is not a TFLM Arduino library folder (no src/tensorflow)")
     ckpt = checkpoint.load(args.model)
     build = ROOT / "build" / f"tflm-exactness-{ckpt.dataset}"
-    run(BuildOptions("nano33", args.model, args.data_dir, eval_samples=200, out=build), say=lambda _: None)
+    run(
+        BuildOptions("nano33", model=args.model, data_dir=args.data_dir, eval_samples=200, out=build),
+        say=lambda _: None,
+    )
     test = data.load(ckpt.dataset, "test", args.data_dir)
     slices = native_check.device_slices(build)
     first = slices[0].input

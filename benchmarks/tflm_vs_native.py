@@ -11,7 +11,8 @@ For each model, both runtimes run the same device slices on the same int8 inputs
 Both outputs are checked against TFLite Micro's Python interpreter (every logit and trunk byte).
 TFLM's figures are the mean over the samples after the first, whose calls also build the interpreters.
 Models: the MLPerf Tiny ResNet-8 (one slice, ../shared/data/mlperf-tiny), the default fashion-mnist
-model and the bundled cifar10 model (their nano33 device slices; cifar10 needs --cifar-dir).
+model and the bundled cifar10 model (their nano33 device slices; cifar10 needs --cifar-dir), and any
+CIFAR-10 checkpoint given with --model (e.g. runs/ee-resnet-s.pt from benchmarks/train_models.sh).
 Writes benchmarks/results/tflm_vs_native.json and prints the Markdown table of docs/native.md.
 """
 
@@ -33,6 +34,7 @@ from benchmarks.tflm_exactness import compile_qemu  # noqa: E402
 from converter import native_check, verify  # noqa: E402
 from converter.build import BuildOptions, run  # noqa: E402
 from converter.native_graph import lower  # noqa: E402
+from earlyexit import checkpoint  # noqa: E402
 from host import bundle as bundles  # noqa: E402
 from host import qemu  # noqa: E402
 
@@ -116,12 +118,13 @@ def resnet8(mlperf_dir: Path, tflm: Path, samples: int) -> dict:
 
 
 def bundled(model: str, data_dir: str | None, tflm: Path, samples: int) -> dict:
-    """A bundled model built for nano33 with both runtimes; the first test images (demo_samples' pick)."""
+    """A bundled model (or checkpoint file) built for nano33 with both runtimes; the first test images
+    (demo_samples' pick)."""
     tool = qemu.demo_samples_tool()
     roots = {}
     for rt in ("native", "tflm"):
-        roots[rt] = ROOT / "build" / f"bench-{model}-{rt}"
-        opts = BuildOptions("nano33", model, data_dir, eval_samples=200, runtime=rt, out=roots[rt])
+        roots[rt] = ROOT / "build" / f"bench-{Path(model).stem}-{rt}"
+        opts = BuildOptions("nano33", model=model, data_dir=data_dir, eval_samples=200, runtime=rt, out=roots[rt])
         run(opts, say=lambda m, rt=rt: print(f"  {model} {rt}: {m}", flush=True))
         tool.write(roots[rt], samples, data_dir)
     manifest = json.loads((roots["native"] / "manifest.json").read_text())
@@ -129,7 +132,8 @@ def bundled(model: str, data_dir: str | None, tflm: Path, samples: int) -> dict:
     b = bundles.load(roots["native"])
     x = verify.quantize_images(images, b.input_lut())
     result = compare(roots["native"], roots["tflm"], tflm, x, int8_input=False)
-    result["model"] = f"{model} (bundled), nano33, its {b.device_slices} device slices"
+    kind = "bundled" if model in checkpoint.bundled_models() else "checkpoint"
+    result["model"] = f"{Path(model).stem} ({kind}), nano33, its {b.device_slices} device slices"
     return result
 
 
@@ -152,10 +156,13 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=4, help="inputs per model (default 4, at least 2)")
     p.add_argument("--mlperf-dir", type=Path, default=ROOT.parent / "shared/data/mlperf-tiny")
     p.add_argument("--cifar-dir", help="a CIFAR-10 folder: also the bundled cifar10 model")
+    p.add_argument("--model", action="append", default=[], help="also this CIFAR-10 checkpoint (needs --cifar-dir)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/tflm_vs_native.json")
     args = p.parse_args()
     if not (args.tflm / "src" / "tensorflow").is_dir():
         sys.exit(f"error: {args.tflm} is not a TFLM Arduino library folder (no src/tensorflow)")
+    if args.model and not args.cifar_dir:
+        sys.exit("error: --model needs --cifar-dir (its device slices run on CIFAR-10 test images)")
     if args.samples < 2:
         sys.exit("error: --samples must be at least 2 (TFLM's first call also builds its interpreters)")
     if qemu.missing_tools():
@@ -171,6 +178,9 @@ def main() -> None:
     if args.cifar_dir:
         print("cifar10", flush=True)
         results["cifar10"] = bundled("cifar10", args.cifar_dir, args.tflm, args.samples)
+    for model in args.model:
+        print(model, flush=True)
+        results[Path(model).stem] = bundled(model, args.cifar_dir, args.tflm, args.samples)
     out = {
         **results,
         "method": {

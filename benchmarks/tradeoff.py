@@ -4,7 +4,8 @@ Trained points: the bundled models, with the accuracies of their eval results
 (benchmarks/results/NAME-eval.json, and NAME-eval-mlperf-perf.json on the 200 lossless
 MLPerf Tiny samples), refused when a result was measured on other weights. Reference point:
 the MLPerf Tiny int8 ResNet-8 (.tflite), run here in LiteRT's reference kernels on the 200 lossless samples.
-Untrained architectures (ARCHS below) contribute their profiled cost only: no accuracy.
+The family's checkpoints trained by benchmarks/train_models.sh but not bundled (runs/ARCH.pt) count
+as trained points the same way; architectures without either contribute their profiled cost only.
 Energy: the board profile's compute model (cycles per MAC x clock x active power).
 
 Writes benchmarks/results/tradeoff.{json,md,png}.
@@ -28,7 +29,8 @@ from earlyexit.zoo import build_arch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-ARCHS = ("resnet8", "ee-resnet-s", "ee-resnet-m")  # not trained here yet: cost only
+RUNS = ROOT / "runs"
+ARCHS = ("resnet8", "ee-resnet-s", "ee-resnet-m")  # from runs/ when trained there, else cost only
 
 
 def _accuracy(path: Path, model_hash: str) -> list[float] | None:
@@ -53,26 +55,32 @@ def _rows(net: EarlyExitNet, board: boards.Board, **fields: object) -> list[dict
     ]
 
 
+def _trained(name: str, ckpt: checkpoint.Checkpoint, board: boards.Board) -> list[dict]:
+    h = ckpt.model_hash()
+    test = _accuracy(RESULTS / f"{name}-eval.json", h)
+    perf = _accuracy(RESULTS / f"{name}-eval-mlperf-perf.json", h)
+    rows = _rows(ckpt.net, board, model=name, arch=ckpt.arch.name, dataset=ckpt.dataset, trained=True)
+    return [
+        {**r, "test_accuracy": test[r["exit"] - 1] if test else None}
+        | {"mlperf_perf_accuracy": perf[r["exit"] - 1] if perf else None}
+        for r in rows
+    ]
+
+
 def bundled(board: boards.Board) -> list[dict]:
+    return [row for name in checkpoint.bundled_models() for row in _trained(name, checkpoint.load(name), board)]
+
+
+def family(board: boards.Board) -> list[dict]:
+    """ARCHS not bundled: trained rows from runs/NAME.pt where it exists, else their cost only."""
     out = []
-    for name in checkpoint.bundled_models():
-        ckpt = checkpoint.load(name)
-        h = ckpt.model_hash()
-        test = _accuracy(RESULTS / f"{name}-eval.json", h)
-        perf = _accuracy(RESULTS / f"{name}-eval-mlperf-perf.json", h)
-        for row in _rows(ckpt.net, board, model=name, arch=ckpt.arch.name, dataset=ckpt.dataset, trained=True):
-            k = row["exit"] - 1
-            out.append(
-                {**row, "test_accuracy": test[k] if test else None, "mlperf_perf_accuracy": perf[k] if perf else None}
-            )
+    for name in (a for a in ARCHS if a not in checkpoint.bundled_models()):
+        if (RUNS / f"{name}.pt").is_file():
+            out += _trained(name, checkpoint.load(str(RUNS / f"{name}.pt")), board)
+            continue
+        rows = _rows(EarlyExitNet(build_arch(name)), board, model=f"--arch {name}", arch=name, dataset="cifar10")
+        out += [{**r, "trained": False, "test_accuracy": None, "mlperf_perf_accuracy": None} for r in rows]
     return out
-
-
-def untrained(board: boards.Board) -> list[dict]:
-    out = []
-    for name in ARCHS:
-        out += _rows(EarlyExitNet(build_arch(name)), board, model=f"--arch {name}", arch=name, dataset="cifar10")
-    return [{**r, "trained": False, "test_accuracy": None, "mlperf_perf_accuracy": None} for r in out]
 
 
 def reference(mlperf_dir: Path, board: boards.Board) -> list[dict]:
@@ -158,7 +166,7 @@ def main() -> None:
         rows += reference(args.mlperf_dir, board)
     else:
         print(f"no {args.mlperf_dir}/pretrainedResnet_quant.tflite: the MLPerf reference point is left out")
-    rows += untrained(board)
+    rows += family(board)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tradeoff.json").write_text(json.dumps({"board": board.name, "rows": rows}, indent=1) + "\n")
     (RESULTS / "tradeoff.md").write_text(table(rows, board.name))

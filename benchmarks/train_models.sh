@@ -35,4 +35,5 @@ for model in ${@:-fashion-mnist cifar10}; do
     *) echo "unknown model $model (fashion-mnist, cifar10, resnet8, ee-resnet-s, ee-resnet-m)" >&2; exit 2 ;;
   esac
 done
-echo "then: python benchmarks/tradeoff.py (the trade-off table and plot of docs/models.md)"
+echo "then: python benchmarks/tradeoff.py (the trade-off table and plot of docs/models.md) and"
+echo "      python benchmarks/exit_savings.py --model runs/ee-resnet-s.pt --reference resnet8 (the device MACs target)"
